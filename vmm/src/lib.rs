@@ -1,0 +1,10 @@
+//! Portable logic of the hypervisor.
+//!
+//! Everything here is `no_std` + `alloc` and builds for the host, so it is
+//! unit tested there; the `hypervisor` crate supplies the hardware glue
+//! (system registers, MMIO, exception entry).
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod layout;
