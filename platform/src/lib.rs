@@ -1,4 +1,39 @@
-//! Boards are data: each board folder describes what the device tree cannot
-//! tell the hypervisor before it has parsed one (where the early console is,
-//! where the image is linked) and the quirks of its boot protocol.
+//! Boards are data.
+//!
+//! The hypervisor learns almost everything from the device tree it is given
+//! (memory, CPUs, GIC, UART, PSCI). A board folder holds only what is needed
+//! before a device tree has been parsed, or what a device tree does not say:
+//! where the early console is (so a missing or malformed tree can still be
+//! reported), where the image is linked and what memory the hypervisor keeps
+//! for itself, and how secondary CPUs are started.
 #![no_std]
+
+/// How this board starts secondary CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuStart {
+    /// PSCI CPU_ON through the conduit named in the device tree.
+    Psci,
+    /// Spin table: write the entry point to a per-CPU release address.
+    SpinTable,
+}
+
+/// Static description of a board.
+#[derive(Clone, Copy, Debug)]
+pub struct Board {
+    pub name: &'static str,
+    /// PL011 used before the device tree is parsed (and for fatal errors).
+    pub early_uart: usize,
+    /// Physical region the hypervisor keeps for itself: its image, stacks,
+    /// heap and page tables. Guests never get memory from here.
+    pub hyp_region: (u64, u64),
+    /// Where the image is loaded and linked (must match `link.ld`).
+    pub load_address: u64,
+    pub cpu_start: CpuStart,
+}
+
+#[cfg(feature = "qemu-virt")]
+#[path = "../qemu-virt/board.rs"]
+mod board;
+
+#[cfg(feature = "qemu-virt")]
+pub use board::BOARD;

@@ -1,0 +1,21 @@
+//! Links the image with the selected board's linker script.
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let platform = manifest.join("../platform");
+    let board = if env::var_os("CARGO_FEATURE_BOARD_QEMU_VIRT").is_some() {
+        "qemu-virt"
+    } else {
+        panic!("select a board feature, e.g. --features board-qemu-virt");
+    };
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("aarch64") {
+        let dir = platform.join(board);
+        println!("cargo:rustc-link-arg=-T{}", dir.join("link.ld").display());
+        // common.ld is INCLUDEd from the board script.
+        println!("cargo:rustc-link-arg=-L{}", platform.display());
+        println!("cargo:rerun-if-changed={}", platform.display());
+    }
+    println!("cargo:rustc-env=BLINK_BOARD={board}");
+}

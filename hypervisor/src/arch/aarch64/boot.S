@@ -1,0 +1,83 @@
+// EL2 entry points of the hypervisor image.
+//
+// The image starts with an arm64 Linux "Image" header so boot loaders that
+// understand it (QEMU, the Raspberry Pi firmware) place it correctly.
+
+.section .text.head, "ax"
+.global _start
+_start:
+    b       primary_entry           // code0
+    .word   0                       // code1
+    .quad   0x80000                 // text_offset
+    .quad   __image_size            // image_size: image + bss + stacks
+    .quad   0x2                     // flags: little endian, 4 KiB pages
+    .quad   0, 0, 0                 // reserved
+    .ascii  "ARM\x64"               // magic
+    .word   0                       // reserved
+
+// x0 = physical address of the device tree (boot protocol).
+primary_entry:
+    mov     x19, x0
+    mov     x20, #0                 // logical CPU index 0
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.ne    not_el2
+    // Clear .bss before any Rust code runs (only the primary CPU does it).
+    ldr     x1, =__bss_start
+    ldr     x2, =__bss_end
+1:  cmp     x1, x2
+    b.hs    2f
+    stp     xzr, xzr, [x1], #16
+    b       1b
+2:  bl      cpu_common_setup
+    mov     x0, x19
+    bl      rust_primary_main
+    b       halt
+
+// Secondary CPUs arrive here from PSCI CPU_ON / a spin table, with
+// x0 = the logical CPU index the primary passed as context.
+.global secondary_entry
+secondary_entry:
+    mov     x20, x0
+    mov     x19, #0
+    bl      cpu_common_setup
+    mov     x0, x20
+    bl      rust_secondary_main
+    b       halt
+
+// Per-CPU state every CPU needs before Rust: its own stack, the vectors,
+// and TPIDR_EL2 = logical CPU index. x20 = index. Clobbers x1-x3.
+cpu_common_setup:
+    cmp     x20, #8
+    b.hs    halt
+    ldr     x1, =__stacks_start
+    add     x2, x20, #1
+    lsl     x2, x2, #16             // 64 KiB per CPU
+    add     x1, x1, x2
+    mov     sp, x1
+    msr     tpidr_el2, x20
+    adr     x1, el2_vectors
+    msr     vbar_el2, x1
+    isb
+    ret
+
+// Not entered at EL2: we cannot virtualize anything. Say so on the early
+// UART if we can (it works at any EL) and stop.
+not_el2:
+    ldr     x1, =__early_uart
+    ldr     x1, [x1]
+    adr     x2, not_el2_msg
+3:  ldrb    w3, [x2], #1
+    cbz     w3, halt
+    str     w3, [x1]
+    b       3b
+
+.global halt
+halt:
+    msr     daifset, #0xf
+4:  wfe
+    b       4b
+
+.section .rodata
+not_el2_msg:
+    .asciz "[hv] FATAL: not entered at EL2 (boot loader must start the hypervisor at EL2)\r\n"

@@ -1,0 +1,2 @@
+pub mod console;
+pub mod heap;
