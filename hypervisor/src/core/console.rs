@@ -4,9 +4,12 @@
 use crate::drivers::pl011::Pl011;
 use core::fmt::Write;
 use spin::Mutex;
+use vmm::console::{ConsoleMux, Focus, InputAction};
 
 pub struct Console {
     pub uart: Pl011,
+    /// Present once the VMs exist; until then output goes straight out.
+    pub mux: Option<ConsoleMux>,
 }
 
 pub static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
@@ -19,14 +22,78 @@ pub fn init_early(base: usize) {
     // SAFETY: the board description names the UART that is present; the MMU
     // is off or maps it as device memory.
     let uart = unsafe { Pl011::new(base) };
-    *CONSOLE.lock() = Some(Console { uart });
+    *CONSOLE.lock() = Some(Console { uart, mux: None });
 }
 
 /// Write hypervisor output (already formatted, with its `[hv]` prefix).
 pub fn write_fmt(args: core::fmt::Arguments) {
     let mut guard = CONSOLE.lock();
     if let Some(c) = guard.as_mut() {
-        let _ = c.uart.write_fmt(args);
+        match c.mux.as_mut() {
+            Some(mux) => {
+                let text = alloc::fmt::format(args);
+                let uart = &mut c.uart;
+                mux.hv_output(text.as_bytes(), &mut |b| uart.write_raw(b));
+            }
+            None => {
+                let _ = c.uart.write_fmt(args);
+            }
+        }
+    }
+}
+
+/// Switch to multiplexed output once the VMs exist, and take input from the
+/// UART's receive interrupt.
+pub fn attach_vms(names: &[&str], _uart_base: usize) {
+    let mut guard = CONSOLE.lock();
+    if let Some(c) = guard.as_mut() {
+        c.mux = Some(ConsoleMux::new(names));
+        c.uart.enable_rx_interrupt();
+    }
+}
+
+/// A byte the guest wrote to its emulated UART.
+pub fn vm_output(vm: usize, byte: u8) {
+    let mut guard = CONSOLE.lock();
+    if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
+        mux.vm_output(vm, byte, &mut |b| uart.write_raw(b));
+    }
+}
+
+/// Drain the physical UART's receive FIFO and route each byte.
+pub fn poll_input() {
+    loop {
+        let action = {
+            let mut guard = CONSOLE.lock();
+            let Some(c) = guard.as_mut() else { return };
+            let Some(byte) = c.uart.get() else { return };
+            match c.mux.as_mut() {
+                Some(m) => m.input(byte),
+                None => InputAction::None,
+            }
+        };
+        match action {
+            InputAction::None => {}
+            InputAction::ToVm(vm, b) => {
+                if let Some(vm) = super::hyp().vms.get(vm) {
+                    let mut u = vm.uart.lock();
+                    u.push_rx(b);
+                    let level = u.irq_level();
+                    drop(u);
+                    super::exit::update_uart_irq(vm, level);
+                }
+            }
+            InputAction::ToHypervisor(b) => super::shell::input(b),
+            InputAction::Focus(Focus::Vm(i)) => {
+                hvprintln!("console input now goes to vm {}", i)
+            }
+            InputAction::Focus(Focus::Hypervisor) => {
+                hvprintln!("console input now goes to the hypervisor shell (type 'help')")
+            }
+            InputAction::Help => hvprintln!(
+                "console: Ctrl-] then 0-9 = input to that VM, h = hypervisor shell, Ctrl-] = send Ctrl-]"
+            ),
+        }
     }
 }
 
@@ -42,13 +109,6 @@ impl Write for EmergencyWriter {
         uart.write_bytes(s.as_bytes());
         Ok(())
     }
-}
-
-#[macro_export]
-macro_rules! hvprintln {
-    ($($arg:tt)*) => {
-        $crate::core::console::write_fmt(format_args!("[hv] {}\n", format_args!($($arg)*)))
-    };
 }
 
 struct Logger;

@@ -1,2 +1,36 @@
+//! Hypervisor core: VMs, vCPUs, the run loop, exit handling, the console.
+pub mod boot;
 pub mod console;
+pub mod exit;
 pub mod heap;
+pub mod sched;
+pub mod shell;
+pub mod vcpu;
+pub mod vm;
+
+use alloc::vec::Vec;
+use spin::Once;
+use vm::Vm;
+
+/// Everything the CPUs share once boot has finished.
+pub struct Hyp {
+    pub vms: Vec<Vm>,
+    pub ncpus: usize,
+    /// INTID of the console UART's interrupt, if it has one.
+    pub uart_intid: Option<u32>,
+}
+
+static HYP: Once<Hyp> = Once::new();
+
+pub fn hyp() -> &'static Hyp {
+    HYP.get().expect("boot finished")
+}
+
+pub fn publish(h: Hyp) -> &'static Hyp {
+    HYP.call_once(|| h)
+}
+
+/// Secondary CPUs wait here until the primary has created the VMs.
+pub fn wait_published() -> &'static Hyp {
+    HYP.wait()
+}

@@ -72,3 +72,13 @@ impl core::fmt::Write for Pl011 {
         Ok(())
     }
 }
+
+impl Pl011 {
+    /// Write bytes exactly as given (the console multiplexer already
+    /// produces CR/LF pairs).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.put(b);
+        }
+    }
+}

@@ -53,12 +53,6 @@ pub fn dsb_sy() {
     unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
 }
 
-#[inline(always)]
-pub fn dsb_ish() {
-    // SAFETY: a barrier.
-    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
-}
-
 /// Logical index of the running physical CPU (set up by boot.S).
 #[inline(always)]
 pub fn cpu_index() -> usize {

@@ -1,0 +1,51 @@
+//! heartbeat: a busy loop that measures how long the vCPU was not running.
+//!
+//! Reads the virtual counter in a tight loop and tracks the largest gap
+//! between two consecutive reads (time the vCPU was descheduled, e.g. during
+//! a hypervisor warm reboot). Once per second of counter time it prints
+//! `heartbeat: n=<seconds> count=<loop iterations> max_gap_us=<u> max_gap_ticks=<t>`
+//! where count and max_gap cover the last interval only. Runs forever.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+guests::entry!(guest::main);
+
+/// Host builds (e.g. `cargo clippy --workspace`) get an empty program.
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+mod guest {
+    use guests::println;
+    use guests::rt::timer;
+
+    pub fn main(_dtb: usize) -> ! {
+        let freq = timer::frequency();
+        println!("heartbeat: start cntfrq={freq}");
+        let freq = freq.max(1);
+        let start = timer::counter();
+        let mut next_report = start + freq;
+        let mut last = start;
+        let mut count: u64 = 0;
+        let mut max_gap: u64 = 0;
+        loop {
+            let now = timer::counter();
+            max_gap = max_gap.max(now.wrapping_sub(last));
+            last = now;
+            count += 1;
+            if now >= next_report {
+                // Seconds of counter time, so a long pause shows up as a jump in n.
+                let n = (now - start) / freq;
+                println!(
+                    "heartbeat: n={n} count={count} max_gap_us={} max_gap_ticks={max_gap}",
+                    timer::ticks_to_us(max_gap)
+                );
+                next_report = start + (n + 1) * freq;
+                count = 0;
+                max_gap = 0;
+                // Printing is slow (the UART may trap): don't count it as a gap.
+                last = timer::counter();
+            }
+        }
+    }
+}

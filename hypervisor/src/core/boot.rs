@@ -1,0 +1,244 @@
+//! Bring-up: from the device tree to running VMs.
+use super::vm::Vm;
+use super::{console, heap, publish, sched, Hyp};
+use crate::arch::aarch64::firmware::{self, Conduit};
+use crate::arch::aarch64::gic::{self, Gic, GIC, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK};
+use crate::arch::aarch64::{mmu, sysreg};
+use crate::{read_sysreg, write_sysreg};
+use alloc::vec::Vec;
+use log::{error, info};
+use platform::BOARD;
+use vmm::config::{host_info, parse_vms, GicRegs, HostInfo, Limits, PsciMethod};
+use vmm::memory::{Region, RegionSet};
+use vmm::vgic::{Version, Vgic};
+
+const MIB: u64 = 1 << 20;
+
+/// Stop with a message on the early console.
+pub fn fatal(msg: core::fmt::Arguments) -> ! {
+    use core::fmt::Write;
+    let _ = writeln!(console::EmergencyWriter, "[hv] FATAL: {}\r", msg);
+    halt()
+}
+
+pub fn halt() -> ! {
+    loop {
+        sysreg::wfi();
+    }
+}
+
+/// EL2 controls every CPU needs before running guests.
+fn init_el2_controls() {
+    // No FP/SIMD or trace traps (bit 10 TFP = 0); RES1 bits.
+    write_sysreg!(cptr_el2, 0x33ff);
+    // Guests may read the physical counter but not program the physical
+    // timer (they have the virtual one).
+    write_sysreg!(cnthctl_el2, 1);
+    write_sysreg!(cntvoff_el2, 0);
+    let pa_range = read_sysreg!(id_aa64mmfr0_el1) & 0xf;
+    write_sysreg!(vtcr_el2, vmm::stage2::vtcr(pa_range));
+    write_sysreg!(hcr_el2, 0);
+    sysreg::isb();
+}
+
+fn enable_cpu_interrupts(g: &Gic, cpu: usize) {
+    g.init_cpu(cpu);
+    for i in [SGI_KICK, PPI_MAINTENANCE, PPI_HYP_TIMER, PPI_VTIMER] {
+        g.enable(cpu, i, true);
+    }
+}
+
+/// The device tree blob at `addr`, after checking its header.
+fn device_tree(addr: usize) -> &'static [u8] {
+    if addr == 0 || addr % 8 != 0 {
+        fatal(format_args!("device tree: none passed in x0 (got {:#x})", addr));
+    }
+    // SAFETY: the boot protocol puts a device tree in RAM at x0; we read its
+    // 8-byte header first and trust `totalsize` only after checking the magic
+    // and a sane bound.
+    let header = unsafe { core::slice::from_raw_parts(addr as *const u8, 8) };
+    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if magic != 0xd00d_feed {
+        fatal(format_args!("device tree: bad magic {:#x} at {:#x}", magic, addr));
+    }
+    if !(40..=(64 << 20)).contains(&size) {
+        fatal(format_args!("device tree: implausible size {} bytes", size));
+    }
+    // SAFETY: as above; the blob lies in RAM the boot loader gave us.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, size) }
+}
+
+extern "C" {
+    fn secondary_entry();
+}
+
+#[no_mangle]
+extern "C" fn rust_primary_main(dtb_addr: usize) -> ! {
+    console::init_early(BOARD.early_uart);
+    heap::init();
+    console::init_logger();
+    init_el2_controls();
+    let dtb = device_tree(dtb_addr);
+    let info = match host_info(dtb) {
+        Ok(i) => i,
+        Err(e) => fatal(format_args!("device tree: {}", e)),
+    };
+    let ncpus = info.cpus.len().min(8);
+    let mut devices: Vec<(u64, u64)> = Vec::new();
+    devices.push((info.uart.base, info.uart.size.max(0x1000)));
+    devices.push((info.gic.gicd.base, info.gic.gicd.size));
+    match info.gic.regs {
+        GicRegs::V2 { gicc, gich, .. } => {
+            devices.push((gicc.base, gicc.size));
+            devices.push((gich.base, gich.size));
+        }
+        GicRegs::V3 { gicr } => devices.push((gicr.base, gicr.size)),
+    }
+    let ram: Vec<(u64, u64)> = info.ram.iter().map(|r| (r.base, r.size)).collect();
+    if let Err(e) = mmu::init_primary(&ram, &devices) {
+        fatal(format_args!("EL2 page tables: {:?}", e));
+    }
+    let mpidrs: Vec<u64> = info.cpus.iter().take(ncpus).map(|c| c.mpidr).collect();
+    let g = match info.gic.regs {
+        GicRegs::V2 { gicc, gich, .. } => {
+            Gic::V2(gic::v2::GicV2::new(info.gic.gicd.base as usize, gicc.base as usize, gich.base as usize))
+        }
+        GicRegs::V3 { gicr } => match gic::v3::GicV3::new(
+            info.gic.gicd.base as usize,
+            gicr.base as usize,
+            gicr.size as usize,
+            &mpidrs,
+        ) {
+            Ok(g) => Gic::V3(g),
+            Err(e) => fatal(format_args!("GIC: {}", e)),
+        },
+    };
+    let g = GIC.call_once(|| g);
+    enable_cpu_interrupts(g, 0);
+    hvprintln!(
+        "blink {} on {}: EL2, {} CPUs, GICv{}",
+        env!("CARGO_PKG_VERSION"),
+        BOARD.name,
+        ncpus,
+        if g.version() == Version::V3 { 3 } else { 2 }
+    );
+    let (heap_used, heap_total) = heap::usage();
+    info!("heap {} KiB of {} KiB in use, {} list registers", heap_used / 1024, heap_total / 1024, g.nr_lrs());
+
+    start_secondaries(&info, ncpus);
+    let vms = create_vms(dtb, dtb_addr as u64, &info, ncpus, g);
+    let uart_intid = info.uart.intid();
+    if let Some(i) = uart_intid {
+        g.route_spi(i, 0);
+        g.enable(0, i, true);
+    }
+    console::attach_vms(&vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), info.uart.base as usize);
+    let h = publish(Hyp { vms, ncpus, uart_intid });
+    for vm in &h.vms {
+        hvprintln!("vm {} '{}': started", vm.id, vm.name);
+    }
+    if h.vms.is_empty() {
+        error!("no VM to run; the hypervisor console stays available");
+    }
+    sched::cpu_loop(0)
+}
+
+fn start_secondaries(info: &HostInfo, ncpus: usize) {
+    let conduit = match (BOARD.cpu_start, info.psci) {
+        (platform::CpuStart::Psci, Some(PsciMethod::Smc)) => Conduit::Smc,
+        (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Conduit::Hvc,
+        _ => {
+            if ncpus > 1 {
+                error!("no PSCI in the device tree: running on the boot CPU only");
+            }
+            return;
+        }
+    };
+    for (i, cpu) in info.cpus.iter().enumerate().take(ncpus).skip(1) {
+        if let Err(e) = firmware::cpu_on(conduit, cpu.mpidr, secondary_entry as *const () as u64, i as u64) {
+            error!("cpu {} (MPIDR {:#x}) did not start: {:?}", i, cpu.mpidr, e);
+        }
+    }
+}
+
+#[no_mangle]
+extern "C" fn rust_secondary_main(index: usize) -> ! {
+    init_el2_controls();
+    mmu::init_secondary();
+    let g = GIC.wait();
+    enable_cpu_interrupts(g, index);
+    hvprintln!("cpu {} online", index);
+    super::wait_published();
+    sched::cpu_loop(index)
+}
+
+fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic) -> Vec<Vm> {
+    let (hyp_base, hyp_size) = BOARD.hyp_region;
+    let mut reserved = info.reserved.clone();
+    reserved.push(Region::new(hyp_base, hyp_size));
+    reserved.push(Region::new(dtb_addr & !0xfff, (dtb.len() as u64 + 0xfff) & !0xfff));
+    let limits = Limits { max_vcpus: vmm::layout::MAX_VCPUS, max_vms: 16, reserved: reserved.clone(), ram: info.ram.clone() };
+    let parsed = match parse_vms(dtb, &limits) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("device tree: VM descriptions unreadable: {}", e);
+            return Vec::new();
+        }
+    };
+    for e in &parsed.errors {
+        error!("{}; VM not created", e);
+    }
+    // Free RAM: everything but reserved regions, modules and static memory.
+    let mut free = RegionSet::from_regions(info.ram.iter().copied()).unwrap_or_default();
+    for r in reserved.iter().copied() {
+        let _ = free.remove(r);
+    }
+    for c in &parsed.vms {
+        let _ = free.remove(Region::new(c.kernel.base & !0xfff, (c.kernel.size + 0x1fff) & !0xfff));
+        if let Some(rd) = c.ramdisk {
+            let _ = free.remove(Region::new(rd.base & !0xfff, (rd.size + 0x1fff) & !0xfff));
+        }
+        if let Some(s) = c.static_mem {
+            let _ = free.remove(s);
+        }
+    }
+    let gicv = match info.gic.regs {
+        GicRegs::V2 { gicv, .. } => Some(gicv.base),
+        GicRegs::V3 { .. } => None,
+    };
+    let mut vms = Vec::new();
+    let mut next_pcpu = 0;
+    for cfg in &parsed.vms {
+        let base = match cfg.static_mem {
+            Some(s) => s.base,
+            None => match free.alloc(cfg.memory, 2 * MIB) {
+                Some(b) => b,
+                None => {
+                    error!("{}: not enough free memory for {} MiB; VM not created", cfg.path, cfg.memory / MIB);
+                    continue;
+                }
+            },
+        };
+        let pcpus: Vec<usize> = (0..cfg.vcpus).map(|i| (next_pcpu + i) % ncpus).collect();
+        let id = vms.len();
+        let vgic = Vgic::new(g.version(), cfg.vcpus, g.nr_lrs());
+        match Vm::create(id, cfg, base, gicv, vgic, &pcpus) {
+            Ok((vm, place)) => {
+                hvprintln!(
+                    "vm {} '{}': {} MiB at {:#x}, {} vCPUs",
+                    id,
+                    vm.name,
+                    cfg.memory / MIB,
+                    base,
+                    cfg.vcpus
+                );
+                vm.vcpus[0].request_on(place.kernel_ipa, place.dtb_ipa);
+                next_pcpu = (next_pcpu + cfg.vcpus) % ncpus;
+                vms.push(vm);
+            }
+            Err(e) => error!("{}: {}; VM not created", cfg.path, e),
+        }
+    }
+    vms
+}

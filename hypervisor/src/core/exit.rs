@@ -1,0 +1,259 @@
+//! Handling of one guest exit: decode the syndrome and emulate, forward or
+//! contain what the guest did.
+use super::vcpu::Vcpu;
+use super::vm::Vm;
+use super::console;
+use crate::arch::aarch64::gic::{gic, SGI_KICK};
+use crate::arch::aarch64::regs::GuestRegs;
+use crate::arch::aarch64::sysreg::cpu_index;
+use crate::{read_sysreg, write_sysreg};
+use log::warn;
+use vmm::esr::{ec_name, fault_ipa, fsc_name, sysreg_id, DataAbort, Esr, Exit};
+use vmm::inject::{inject, El1ExceptionState, Injected};
+use vmm::layout;
+use vmm::psci::{self, Action};
+use vmm::vgic::Effects;
+
+/// What the run loop does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// The vCPU executed WFI.
+    Wfi,
+    /// The vCPU is off or the VM stopped: leave it.
+    Leave,
+}
+
+const ICC_SGI1R_EL1: u32 = sysreg_id(3, 0, 12, 11, 5);
+
+pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
+    let esr = Esr(read_sysreg!(esr_el2));
+    match esr.decode() {
+        Exit::Hvc(_) => psci_call(vm, vcpu, regs),
+        Exit::Smc(_) => {
+            // A trapped SMC returns to the SMC itself; step over it.
+            regs.pc += 4;
+            psci_call(vm, vcpu, regs)
+        }
+        Exit::Wfi => {
+            regs.pc += 4;
+            Next::Wfi
+        }
+        Exit::Wfe => {
+            regs.pc += 4;
+            Next::Continue
+        }
+        Exit::DataAbort(d) => data_abort(vm, vcpu, regs, d),
+        Exit::SysReg(s) => {
+            if s.id() == ICC_SGI1R_EL1 && !s.read {
+                let v = if s.reg == 31 { 0 } else { regs.x[s.reg as usize] };
+                let e = vm.vgic.lock().sgi1r_write(vcpu.index, v);
+                kick(vm, e);
+                regs.pc += 4;
+            } else {
+                warn!(
+                    "vm {} '{}': trapped {} of system register op0={} op1={} CRn={} CRm={} op2={} at pc {:#x}: undefined injected",
+                    vm.id, vm.name, if s.read { "read" } else { "write" }, s.op0, s.op1, s.crn, s.crm, s.op2, regs.pc
+                );
+                inject_into(regs, Injected::Undefined);
+            }
+            Next::Continue
+        }
+        Exit::InstructionAbort { fsc, .. } => {
+            let ipa = fault_ipa(read_sysreg!(hpfar_el2), read_sysreg!(far_el2));
+            warn!(
+                "vm {} '{}': instruction fetch outside its memory at IPA {:#x} ({}), pc {:#x}: VM stopped",
+                vm.id, vm.name, ipa, fsc_name(fsc), regs.pc
+            );
+            vm.stop();
+            Next::Leave
+        }
+        Exit::Other { ec, iss } => {
+            warn!(
+                "vm {} '{}': unhandled exit EC {:#x} ({}) ISS {:#x} at pc {:#x}: undefined injected",
+                vm.id, vm.name, ec, ec_name(ec), iss, regs.pc
+            );
+            inject_into(regs, Injected::Undefined);
+            Next::Continue
+        }
+    }
+}
+
+fn psci_call(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
+    let fid = regs.x[0];
+    match psci::dispatch(vm, fid, [regs.x[1], regs.x[2], regs.x[3]]) {
+        Action::Return(v) => {
+            regs.x[0] = v;
+            Next::Continue
+        }
+        Action::CpuOn { vcpu: target, entry, context } => {
+            let t = &vm.vcpus[target];
+            regs.x[0] = if t.request_on(entry, context) { 0 } else { smccc::psci::error::ALREADY_ON as i64 as u64 };
+            if t.pcpu != cpu_index() {
+                gic().send_sgi(t.pcpu, SGI_KICK);
+            }
+            Next::Continue
+        }
+        Action::CpuOff => {
+            vcpu.set_off();
+            Next::Leave
+        }
+        Action::Suspend => {
+            regs.x[0] = 0;
+            Next::Wfi
+        }
+        Action::SystemOff => {
+            hvprintln!("vm {} '{}': powered off", vm.id, vm.name);
+            stop_vm(vm);
+            Next::Leave
+        }
+        Action::SystemReset => {
+            hvprintln!("vm {} '{}': reset requested; restarting a VM is not supported yet, VM stopped", vm.id, vm.name);
+            stop_vm(vm);
+            Next::Leave
+        }
+    }
+}
+
+/// Stop a VM and make the CPUs running its other vCPUs notice.
+pub fn stop_vm(vm: &Vm) {
+    vm.stop();
+    for v in &vm.vcpus {
+        if v.pcpu != cpu_index() {
+            gic().send_sgi(v.pcpu, SGI_KICK);
+        }
+    }
+}
+
+/// Let the physical CPUs of vCPUs with new pending interrupts know.
+pub fn kick(vm: &Vm, e: Effects) {
+    for v in &vm.vcpus {
+        if e.kick & (1 << v.index) != 0 && v.pcpu != cpu_index() {
+            gic().send_sgi(v.pcpu, SGI_KICK);
+        }
+    }
+}
+
+fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> Next {
+    let far = read_sysreg!(far_el2);
+    let ipa = fault_ipa(read_sysreg!(hpfar_el2), far);
+    let what = if d.write { "write" } else { "read" };
+    if !d.isv {
+        warn!(
+            "vm {} '{}': {} at IPA {:#x} without instruction syndrome (pc {:#x}): abort injected",
+            vm.id, vm.name, what, ipa, regs.pc
+        );
+        inject_into(regs, Injected::DataAbort { far });
+        return Next::Continue;
+    }
+    let value = if d.reg == 31 { 0 } else { regs.x[d.reg as usize] };
+    let size = d.size;
+    let result = if let Some(off) = window(ipa, layout::GICD_BASE, layout::GICD_SIZE) {
+        mmio_gicd(vm, vcpu, off, size, d.write, value)
+    } else if let Some(off) = gicr_window(vm, ipa) {
+        mmio_gicr(vm, off, size, d.write, value)
+    } else if let Some(off) = window(ipa, layout::UART_BASE, layout::UART_SIZE) {
+        Some(mmio_uart(vm, off, d.write, value))
+    } else {
+        None
+    };
+    match result {
+        Some(read) => {
+            if !d.write && d.reg != 31 {
+                let bits = size as u32 * 8;
+                let mut v = if bits == 64 { read } else { read & ((1u64 << bits) - 1) };
+                if d.sign_extend && bits < 64 && v >> (bits - 1) & 1 != 0 {
+                    v |= !0u64 << bits;
+                }
+                if !d.sixty_four {
+                    v &= 0xffff_ffff;
+                }
+                regs.x[d.reg as usize] = v;
+            }
+            regs.pc += 4;
+        }
+        None => {
+            let kind = if vm.is_ram(ipa) { fsc_name(d.fsc) } else { "outside its memory map" };
+            warn!("vm {} '{}': {} at IPA {:#x} {} (pc {:#x}): abort injected", vm.id, vm.name, what, ipa, kind, regs.pc);
+            inject_into(regs, Injected::DataAbort { far });
+        }
+    }
+    Next::Continue
+}
+
+fn window(ipa: u64, base: u64, size: u64) -> Option<u64> {
+    (ipa >= base && ipa - base < size).then(|| ipa - base)
+}
+
+fn gicr_window(vm: &Vm, ipa: u64) -> Option<(usize, u64)> {
+    if vm.vgic.lock().version != vmm::vgic::Version::V3 {
+        return None;
+    }
+    let off = window(ipa, layout::GICR_BASE, layout::GICR_STRIDE * vm.vcpus.len() as u64)?;
+    Some(((off / layout::GICR_STRIDE) as usize, off % layout::GICR_STRIDE))
+}
+
+fn mmio_gicd(vm: &Vm, vcpu: &Vcpu, off: u64, size: u8, write: bool, value: u64) -> Option<u64> {
+    let mut g = vm.vgic.lock();
+    if write {
+        let e = g.dist_write(vcpu.index, off, size, value);
+        drop(g);
+        kick(vm, e);
+        Some(0)
+    } else {
+        Some(g.dist_read(vcpu.index, off, size))
+    }
+}
+
+fn mmio_gicr(vm: &Vm, (frame, off): (usize, u64), size: u8, write: bool, value: u64) -> Option<u64> {
+    let mut g = vm.vgic.lock();
+    if write {
+        let e = g.redist_write(frame, off, size, value);
+        drop(g);
+        kick(vm, e);
+        Some(0)
+    } else {
+        Some(g.redist_read(frame, off, size))
+    }
+}
+
+fn mmio_uart(vm: &Vm, off: u64, write: bool, value: u64) -> u64 {
+    let mut uart = vm.uart.lock();
+    let read = if write {
+        uart.write(off, value as u32, &mut |b| console::vm_output(vm.id, b));
+        0
+    } else {
+        uart.read(off) as u64
+    };
+    let level = uart.irq_level();
+    drop(uart);
+    update_uart_irq(vm, level);
+    read
+}
+
+/// Propagate the emulated UART's interrupt line into the virtual GIC.
+pub fn update_uart_irq(vm: &Vm, level: bool) {
+    let e = vm.vgic.lock().set_level(0, 32 + layout::UART_SPI, level);
+    kick(vm, e);
+}
+
+/// Make the guest take a synchronous exception at its EL1 vector. The EL1
+/// registers are live in the hardware while the vCPU is loaded.
+fn inject_into(regs: &mut GuestRegs, what: Injected) {
+    let before = El1ExceptionState {
+        pc: regs.pc,
+        pstate: regs.pstate,
+        vbar_el1: read_sysreg!(vbar_el1),
+        elr_el1: read_sysreg!(elr_el1),
+        spsr_el1: read_sysreg!(spsr_el1),
+        esr_el1: read_sysreg!(esr_el1),
+        far_el1: read_sysreg!(far_el1),
+    };
+    let after = inject(&before, what);
+    write_sysreg!(elr_el1, after.elr_el1);
+    write_sysreg!(spsr_el1, after.spsr_el1);
+    write_sysreg!(esr_el1, after.esr_el1);
+    write_sysreg!(far_el1, after.far_el1);
+    regs.pc = after.pc;
+    regs.pstate = after.pstate;
+}

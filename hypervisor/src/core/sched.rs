@@ -1,0 +1,269 @@
+//! The run loop of each physical CPU: pick a runnable vCPU of the ones
+//! pinned to this CPU, run it until it blocks, yields or its time slice
+//! ends, and handle physical interrupts.
+//!
+//! vCPUs are pinned (assigned round-robin at VM creation), so a vCPU's
+//! context is only ever touched by one physical CPU. When a CPU hosts a
+//! single vCPU, its context stays loaded and WFI is handled by waiting at
+//! EL2 with the guest's timer armed: no context switch at all.
+use super::exit::{handle_sync, Next};
+use super::vcpu::Vcpu;
+use super::vm::{Vm, VmState};
+use super::{console, hyp};
+use crate::arch::aarch64::gic::{gic, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK, SPURIOUS};
+use crate::arch::aarch64::regs::{run_guest, ExitKind};
+use crate::arch::aarch64::sysreg::{counter, counter_freq, isb, wfi};
+use crate::{read_sysreg, write_sysreg};
+use alloc::vec::Vec;
+use log::warn;
+use vmm::vgic::LrState;
+
+/// HCR_EL2 while a guest runs: VM, SWIO, FMO, IMO, AMO, FB, BSU=IS, TWI,
+/// TSC, RW, APK, API.
+const HCR_GUEST: u64 =
+    1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9) | (1 << 10) | (1 << 13) | (1 << 19) | (1 << 31) | (1 << 40) | (1 << 41);
+/// Time slice when vCPUs share a physical CPU.
+const SLICE_MS: u64 = 10;
+
+struct Cpu {
+    index: usize,
+    mine: Vec<(&'static Vm, &'static Vcpu)>,
+    next: usize,
+    slice_over: bool,
+}
+
+pub fn cpu_loop(index: usize) -> ! {
+    let h = hyp();
+    let mine: Vec<_> = h
+        .vms
+        .iter()
+        .flat_map(|vm| vm.vcpus.iter().filter(|v| v.pcpu == index).map(move |v| (vm, v)))
+        .collect();
+    let mut cpu = Cpu { index, mine, next: 0, slice_over: false };
+    loop {
+        match cpu.pick() {
+            Some(i) => {
+                cpu.next = i + 1;
+                let (vm, v) = cpu.mine[i];
+                cpu.run(vm, v);
+            }
+            None => cpu.idle(),
+        }
+    }
+}
+
+impl Cpu {
+    fn runnable(&self, vm: &Vm, v: &Vcpu, now: u64) -> bool {
+        if vm.state() != VmState::Running {
+            return false;
+        }
+        v.complete_power_on();
+        if v.power_state() != vmm::psci::PowerState::On {
+            return false;
+        }
+        let waiting = v.state.lock().waiting;
+        !waiting || now >= v.wake_at.load(core::sync::atomic::Ordering::Acquire) || vm.vgic.lock().has_pending(v.index)
+    }
+
+    fn pick(&self) -> Option<usize> {
+        let n = self.mine.len();
+        let now = counter();
+        (0..n).map(|k| (self.next + k) % n).find(|&i| {
+            let (vm, v) = self.mine[i];
+            self.runnable(vm, v, now)
+        })
+    }
+
+    fn others_runnable(&self, me: &Vcpu) -> bool {
+        let now = counter();
+        self.mine.iter().any(|&(vm, v)| !core::ptr::eq(v, me) && self.runnable(vm, v, now))
+    }
+
+    /// Nothing to run: sleep until an interrupt, waking for the earliest
+    /// virtual-timer deadline of a waiting vCPU.
+    fn idle(&mut self) {
+        let wake = self.mine.iter().map(|(_, v)| v.wake_at.load(core::sync::atomic::Ordering::Acquire)).min();
+        match wake {
+            Some(t) if t != u64::MAX => arm_hyp_timer(t),
+            _ => disarm_hyp_timer(),
+        }
+        wfi();
+        self.handle_irqs(None);
+    }
+
+    fn run(&mut self, vm: &'static Vm, v: &'static Vcpu) {
+        let shared = self.mine.len() > 1;
+        let mut st = v.state.lock();
+        st.waiting = false;
+        v.wake_at.store(u64::MAX, core::sync::atomic::Ordering::Release);
+        // Load the vCPU onto this CPU.
+        write_sysreg!(vttbr_el2, vm.vttbr);
+        write_sysreg!(cntvoff_el2, vm.cntvoff);
+        write_sysreg!(hcr_el2, HCR_GUEST);
+        st.el1.restore();
+        st.fp.restore();
+        gic().restore_vif(&st.vif);
+        isb();
+        if shared {
+            arm_hyp_timer(counter() + counter_freq() * SLICE_MS / 1000);
+            self.slice_over = false;
+        }
+        let g = gic();
+        let nr_lrs = g.nr_lrs();
+        let mut writes = Vec::with_capacity(nr_lrs);
+        loop {
+            // Deliver what is pending into free list registers.
+            writes.clear();
+            let overflow = vm.vgic.lock().fill_lrs(v.index, &mut writes);
+            for &(slot, lr) in &writes {
+                g.write_lr(slot, lr);
+            }
+            g.set_vif_control(overflow);
+            let kind = run_guest(&mut st.regs);
+            // Read back what the guest did with them; free finished slots.
+            {
+                let mut vg = vm.vgic.lock();
+                vg.sync_lrs(v.index, &mut |slot| {
+                    let lr = g.read_lr(slot);
+                    if lr.state == LrState::Invalid {
+                        g.write_lr(slot, vmm::vgic::Lr { state: LrState::Invalid, intid: 0, priority: 0, group1: false, hw: None, eoi_maint: false });
+                    }
+                    lr
+                });
+            }
+            let next = match kind {
+                ExitKind::Sync => handle_sync(vm, v, &mut st.regs),
+                ExitKind::Irq | ExitKind::Fiq => {
+                    self.handle_irqs(Some((vm, v)));
+                    Next::Continue
+                }
+                ExitKind::SError => {
+                    warn!("vm {} '{}': SError at pc {:#x}: VM stopped", vm.id, vm.name, st.regs.pc);
+                    super::exit::stop_vm(vm);
+                    Next::Leave
+                }
+            };
+            if vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On {
+                break;
+            }
+            match next {
+                Next::Leave => break,
+                Next::Continue => {}
+                Next::Wfi => {
+                    if vm.vgic.lock().has_pending(v.index) {
+                        continue;
+                    }
+                    if shared && self.others_runnable(v) {
+                        st.waiting = true;
+                        v.wake_at.store(timer_deadline(vm), core::sync::atomic::Ordering::Release);
+                        break;
+                    }
+                    // Alone on this CPU: wait right here, guest context
+                    // loaded, its virtual timer armed in the hardware.
+                    wfi();
+                    self.handle_irqs(Some((vm, v)));
+                }
+            }
+            if shared && self.slice_over {
+                if self.others_runnable(v) {
+                    break;
+                }
+                arm_hyp_timer(counter() + counter_freq() * SLICE_MS / 1000);
+                self.slice_over = false;
+            }
+        }
+        // Unload: keep the context where the vCPU can be resumed from.
+        st.el1.save();
+        st.fp.save();
+        g.save_vif(&mut st.vif);
+        // A timer interrupt handed to the guest as a hardware interrupt
+        // keeps the physical PPI active until the guest deactivates it; this
+        // vCPU is leaving the CPU, so finish it here and keep it pending/
+        // active for the guest as a purely virtual interrupt.
+        for lr in st.vif.lrs.iter_mut().take(nr_lrs) {
+            let mut d = match g.version() {
+                vmm::vgic::Version::V2 => vmm::vgic::Lr::decode_v2(*lr as u32),
+                vmm::vgic::Version::V3 => vmm::vgic::Lr::decode_v3(*lr),
+            };
+            if let Some(p) = d.hw {
+                if d.state != LrState::Invalid {
+                    g.deactivate(p);
+                }
+                d.hw = None;
+                *lr = match g.version() {
+                    vmm::vgic::Version::V2 => d.encode_v2() as u64,
+                    vmm::vgic::Version::V3 => d.encode_v3(),
+                };
+            }
+        }
+        // Silence this vCPU's timer while it is not on the CPU.
+        write_sysreg!(cntv_ctl_el0, 0);
+        write_sysreg!(hcr_el2, 0);
+        isb();
+    }
+
+    /// Acknowledge and dispatch every pending physical interrupt.
+    fn handle_irqs(&mut self, current: Option<(&'static Vm, &'static Vcpu)>) {
+        let g = gic();
+        loop {
+            let raw = g.ack();
+            let intid = raw & 0x3ff;
+            if intid >= SPURIOUS {
+                break;
+            }
+            g.eoi(raw);
+            match intid {
+                PPI_VTIMER => match current {
+                    // Linked to the physical PPI: the guest's deactivation
+                    // completes it.
+                    Some((vm, v)) => {
+                        vm.vgic.lock().inject(v.index, PPI_VTIMER, Some(PPI_VTIMER));
+                    }
+                    None => {
+                        write_sysreg!(cntv_ctl_el0, 0);
+                        g.deactivate(raw);
+                    }
+                },
+                PPI_HYP_TIMER => {
+                    disarm_hyp_timer();
+                    self.slice_over = true;
+                    g.deactivate(raw);
+                }
+                PPI_MAINTENANCE => {
+                    g.set_vif_control(false);
+                    g.deactivate(raw);
+                }
+                SGI_KICK => g.deactivate(raw),
+                i if Some(i) == hyp().uart_intid => {
+                    g.deactivate(raw);
+                    console::poll_input();
+                }
+                other => {
+                    g.deactivate(raw);
+                    warn!("cpu {}: unexpected physical interrupt {}", self.index, other);
+                }
+            }
+        }
+    }
+}
+
+/// Physical-counter time at which the loaded vCPU's virtual timer fires,
+/// or u64::MAX if it is off or masked.
+fn timer_deadline(vm: &Vm) -> u64 {
+    let ctl = read_sysreg!(cntv_ctl_el0);
+    if ctl & 1 == 0 || ctl & 2 != 0 {
+        return u64::MAX;
+    }
+    read_sysreg!(cntv_cval_el0).wrapping_add(vm.cntvoff)
+}
+
+fn arm_hyp_timer(at: u64) {
+    write_sysreg!(cnthp_cval_el2, at);
+    write_sysreg!(cnthp_ctl_el2, 1);
+    isb();
+}
+
+fn disarm_hyp_timer() {
+    write_sysreg!(cnthp_ctl_el2, 2);
+    isb();
+}

@@ -1,0 +1,42 @@
+//! The hypervisor's own shell on the console (input focus `Ctrl-] h`).
+use super::{heap, hyp};
+use crate::arch::aarch64::sysreg::{counter, counter_freq};
+use alloc::string::String;
+use spin::Mutex;
+
+static LINE: Mutex<String> = Mutex::new(String::new());
+
+pub fn input(byte: u8) {
+    let mut line = LINE.lock();
+    match byte {
+        b'\r' | b'\n' => {
+            let cmd = core::mem::take(&mut *line);
+            drop(line);
+            run(cmd.trim());
+        }
+        0x7f | 0x08 => {
+            line.pop();
+        }
+        b if (0x20..0x7f).contains(&b) && line.len() < 128 => line.push(b as char),
+        _ => {}
+    }
+}
+
+fn run(cmd: &str) {
+    match cmd {
+        "" => {}
+        "help" => hvprintln!("commands: help, status"),
+        "status" => status(),
+        other => hvprintln!("unknown command '{}' (try 'help')", other),
+    }
+}
+
+pub fn status() {
+    let h = hyp();
+    let (used, total) = heap::usage();
+    let secs = counter() / counter_freq();
+    hvprintln!("uptime {} s, heap {} KiB used of {} KiB, {} CPUs", secs, used / 1024, total / 1024, h.ncpus);
+    for vm in &h.vms {
+        hvprintln!("vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.state(), vm.ram_size >> 20, vm.ram_pa, vm.vcpus.len());
+    }
+}

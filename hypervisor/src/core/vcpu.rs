@@ -1,0 +1,105 @@
+//! A virtual CPU: its registers, its EL1 context, its virtual-interface
+//! state, and its power state as PSCI sees it.
+use crate::arch::aarch64::context::{El1Context, FpContext};
+use crate::arch::aarch64::gic::VifState;
+use crate::arch::aarch64::regs::GuestRegs;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use spin::Mutex;
+use vmm::psci::PowerState;
+
+/// PSTATE for a vCPU entering the guest: EL1h, D/A/I/F masked.
+pub const PSTATE_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
+/// SCTLR_EL1 reset value: RES1 bits, MMU and caches off.
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+
+const POWER_OFF: u8 = 0;
+const POWER_ON_PENDING: u8 = 1;
+const POWER_ON: u8 = 2;
+
+/// Registers and context of a vCPU. Only its home physical CPU touches it
+/// while the vCPU is powered on.
+pub struct VcpuState {
+    pub regs: GuestRegs,
+    pub el1: El1Context,
+    pub fp: FpContext,
+    pub vif: VifState,
+    /// Waiting in WFI (yielded its physical CPU).
+    pub waiting: bool,
+}
+
+pub struct Vcpu {
+    pub index: usize,
+    /// Physical CPU this vCPU always runs on.
+    pub pcpu: usize,
+    power: AtomicU8,
+    /// Entry point and context id of a pending CPU_ON.
+    boot: Mutex<(u64, u64)>,
+    /// Physical counter value at which a waiting vCPU's virtual timer fires
+    /// (u64::MAX: none).
+    pub wake_at: AtomicU64,
+    pub state: Mutex<VcpuState>,
+}
+
+impl Vcpu {
+    pub fn new(index: usize, pcpu: usize) -> Self {
+        let mut el1 = El1Context::default();
+        el1.sctlr_el1 = SCTLR_EL1_RESET;
+        el1.vmpidr_el2 = (1 << 31) | index as u64;
+        Self {
+            index,
+            pcpu,
+            power: AtomicU8::new(POWER_OFF),
+            boot: Mutex::new((0, 0)),
+            wake_at: AtomicU64::new(u64::MAX),
+            state: Mutex::new(VcpuState {
+                regs: GuestRegs::default(),
+                el1,
+                fp: FpContext::default(),
+                vif: VifState::default(),
+                waiting: false,
+            }),
+        }
+    }
+
+    pub fn power_state(&self) -> PowerState {
+        match self.power.load(Ordering::Acquire) {
+            POWER_ON => PowerState::On,
+            POWER_ON_PENDING => PowerState::OnPending,
+            _ => PowerState::Off,
+        }
+    }
+
+    /// Ask for the vCPU to start at `entry` with x0 = `context` (CPU_ON, or
+    /// vCPU 0 at VM start). Its home CPU performs the reset.
+    pub fn request_on(&self, entry: u64, context: u64) -> bool {
+        *self.boot.lock() = (entry, context);
+        self.power.compare_exchange(POWER_OFF, POWER_ON_PENDING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub fn set_off(&self) {
+        self.power.store(POWER_OFF, Ordering::Release);
+    }
+
+    /// On the home CPU: turn a pending power-on into architectural reset
+    /// state at the requested entry point.
+    pub fn complete_power_on(&self) -> bool {
+        if self.power.load(Ordering::Acquire) != POWER_ON_PENDING {
+            return false;
+        }
+        let (entry, context) = *self.boot.lock();
+        let mut s = self.state.lock();
+        s.regs = GuestRegs::default();
+        s.regs.x[0] = context;
+        s.regs.pc = entry;
+        s.regs.pstate = PSTATE_EL1H_MASKED;
+        s.el1 = El1Context::default();
+        s.el1.sctlr_el1 = SCTLR_EL1_RESET;
+        s.el1.vmpidr_el2 = (1 << 31) | self.index as u64;
+        s.fp = FpContext::default();
+        s.vif = VifState::default();
+        s.waiting = false;
+        drop(s);
+        self.power.store(POWER_ON, Ordering::Release);
+        true
+    }
+}

@@ -1,0 +1,169 @@
+//! A virtual machine: its memory, stage-2 tables, virtual GIC, console
+//! UART and vCPUs. VMs are created once at boot and live for the life of
+//! the hypervisor image.
+use super::vcpu::Vcpu;
+use crate::arch::aarch64::cache;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, Ordering};
+use spin::Mutex;
+use vmm::config::VmConfig;
+use vmm::layout;
+use vmm::stage2::{MemKind, Stage2Tables};
+use vmm::vgic::Vgic;
+use vmm::vpl011::Pl011;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmState {
+    Running = 0,
+    /// Powered off (SYSTEM_OFF) or stopped by the hypervisor.
+    Stopped = 1,
+}
+
+pub struct Vm {
+    pub id: usize,
+    pub name: String,
+    /// Host-physical base and size of the VM's RAM (at IPA `layout::RAM_BASE`).
+    pub ram_pa: u64,
+    pub ram_size: u64,
+    pub vttbr: u64,
+    /// CNTVOFF_EL2: the guest's virtual counter starts near zero at creation.
+    pub cntvoff: u64,
+    pub vgic: Mutex<Vgic>,
+    pub uart: Mutex<Pl011>,
+    pub vcpus: Vec<Vcpu>,
+    state: AtomicU8,
+    /// Kept alive: the hardware walks these tables.
+    _stage2: Stage2Tables,
+}
+
+/// Where the kernel goes in guest RAM, from its arm64 Image header.
+fn kernel_offset(image: &[u8]) -> u64 {
+    if image.len() >= 64 && &image[56..60] == b"ARM\x64" {
+        u64::from_le_bytes(image[8..16].try_into().unwrap_or([0; 8]))
+    } else {
+        0x8_0000
+    }
+}
+
+pub struct Placement {
+    pub kernel_ipa: u64,
+    pub dtb_ipa: u64,
+}
+
+impl Vm {
+    /// Build a VM from its configuration with RAM at host `ram_pa`; copies
+    /// the kernel (and ramdisk) into it and writes its device tree.
+    pub fn create(
+        id: usize,
+        cfg: &VmConfig,
+        ram_pa: u64,
+        gicv: Option<u64>,
+        vgic: Vgic,
+        pcpus: &[usize],
+    ) -> Result<(Self, Placement), String> {
+        let size = cfg.memory;
+        let mut s2 = Stage2Tables::new();
+        s2.map(layout::RAM_BASE, ram_pa, size, MemKind::Ram)
+            .map_err(|e| alloc::format!("stage-2 mapping of RAM failed: {e:?}"))?;
+        if let Some(gicv) = gicv {
+            s2.map(layout::GICC_BASE, gicv, layout::GICC_SIZE, MemKind::Device)
+                .map_err(|e| alloc::format!("stage-2 mapping of GICV failed: {e:?}"))?;
+        }
+        // SAFETY: the module regions were checked by the configuration parser
+        // to lie in host RAM and outside every reserved region; they are
+        // identity-mapped and nothing writes them.
+        let kernel = unsafe { core::slice::from_raw_parts(cfg.kernel.base as *const u8, cfg.kernel.size as usize) };
+        let koff = kernel_offset(kernel);
+        // The device tree goes in the last 2 MiB, the ramdisk just below it.
+        let dtb_off = size - 0x20_0000;
+        let mut initrd = None;
+        let mut top = dtb_off;
+        if let Some(rd) = cfg.ramdisk {
+            let rd_off = (dtb_off - rd.size) & !0xfff;
+            if rd_off < koff + kernel.len() as u64 {
+                return Err(alloc::format!("memory too small for kernel + ramdisk ({} MiB)", size >> 20));
+            }
+            copy_into(ram_pa + rd_off, rd.base, rd.size);
+            initrd = Some((layout::RAM_BASE + rd_off, layout::RAM_BASE + rd_off + rd.size));
+            top = rd_off;
+        }
+        if koff + kernel.len() as u64 > top {
+            return Err(alloc::format!("kernel ({} bytes) does not fit in {} MiB", kernel.len(), size >> 20));
+        }
+        copy_into(ram_pa + koff, cfg.kernel.base, cfg.kernel.size);
+        let fdt = vmm::guest_fdt::build(&vmm::guest_fdt::GuestFdtParams {
+            ram_base: layout::RAM_BASE,
+            ram_size: size,
+            vcpus: cfg.vcpus,
+            gic: match vgic.version {
+                vmm::vgic::Version::V2 => vmm::guest_fdt::GicVersion::V2,
+                vmm::vgic::Version::V3 => vmm::guest_fdt::GicVersion::V3,
+            },
+            bootargs: cfg.bootargs.as_deref(),
+            initrd,
+        })
+        .map_err(|e| alloc::format!("guest device tree: {e:?}"))?;
+        if fdt.len() as u64 > 0x20_0000 {
+            return Err("guest device tree larger than 2 MiB".into());
+        }
+        copy_into(ram_pa + dtb_off, fdt.as_ptr() as u64, fdt.len() as u64);
+        cache::clean_to_poc(ram_pa, size.min(top.max(dtb_off + fdt.len() as u64)));
+        cache::invalidate_icache();
+
+        let vmid = (id + 1) as u8;
+        let vm = Vm {
+            id,
+            name: cfg.name.clone(),
+            ram_pa,
+            ram_size: size,
+            vttbr: vmm::stage2::vttbr(s2.root_pa(), vmid),
+            cntvoff: crate::arch::aarch64::sysreg::counter(),
+            vgic: Mutex::new(vgic),
+            uart: Mutex::new(Pl011::new()),
+            vcpus: (0..cfg.vcpus).map(|i| Vcpu::new(i, pcpus[i])).collect(),
+            state: AtomicU8::new(VmState::Running as u8),
+            _stage2: s2,
+        };
+        Ok((vm, Placement { kernel_ipa: layout::RAM_BASE + koff, dtb_ipa: layout::RAM_BASE + dtb_off }))
+    }
+
+    pub fn state(&self) -> VmState {
+        if self.state.load(Ordering::Acquire) == VmState::Running as u8 { VmState::Running } else { VmState::Stopped }
+    }
+
+    /// Stop every vCPU of the VM (power-off, or contained misbehaviour).
+    pub fn stop(&self) {
+        self.state.store(VmState::Stopped as u8, Ordering::Release);
+        for v in &self.vcpus {
+            v.set_off();
+        }
+    }
+
+    pub fn is_ram(&self, ipa: u64) -> bool {
+        ipa >= layout::RAM_BASE && ipa - layout::RAM_BASE < self.ram_size
+    }
+}
+
+impl vmm::psci::PsciVm for Vm {
+    fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<usize> {
+        let aff = mpidr & 0xff_00ff_ffff;
+        (aff < self.vcpus.len() as u64).then_some(aff as usize)
+    }
+
+    fn power_state(&self, vcpu: usize) -> vmm::psci::PowerState {
+        self.vcpus[vcpu].power_state()
+    }
+
+    fn is_ram(&self, ipa: u64) -> bool {
+        Vm::is_ram(self, ipa)
+    }
+}
+
+fn copy_into(dst: u64, src: u64, len: u64) {
+    // SAFETY: `dst..dst+len` lies in RAM allocated to this VM (checked by
+    // the caller against the VM's size) and `src..src+len` is a module or a
+    // heap buffer; the two never overlap because VM RAM is allocated away
+    // from modules.
+    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len as usize) }
+}
