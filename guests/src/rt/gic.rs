@@ -229,3 +229,20 @@ pub fn eoi(iar: u32) {
         mmio::write32(GICC_BASE + GICC_EOIR, iar);
     }
 }
+
+/// Sends SGI `intid` (< 16) to the calling vCPU itself. On GICv3 this is a
+/// write of ICC_SGI1R_EL1 (which a hypervisor traps); on GICv2 a write of
+/// GICD_SGIR (an emulated distributor access).
+pub fn send_sgi_to_self(intid: u32) {
+    debug_assert!(intid < 16);
+    if VERSION.load(Ordering::Relaxed) == 3 {
+        // Target list bit 0 = Aff0 0 within Aff1..3 = 0; vCPU ids are Aff0.
+        let aff0 = crate::rt::cpu_id() as u64 & 0xf;
+        let v = (u64::from(intid) << 24) | (1 << aff0);
+        // SAFETY: generates an interrupt for this vCPU only.
+        unsafe { asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) v, options(nomem, nostack)) };
+    } else {
+        // TargetListFilter = 0b10: this CPU only.
+        mmio::write32(GICD_BASE + 0xf00, (2 << 24) | intid);
+    }
+}
