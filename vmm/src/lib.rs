@@ -7,4 +7,15 @@
 
 extern crate alloc;
 
+pub mod esr;
+pub mod inject;
 pub mod layout;
+pub mod psci;
+pub mod stage2;
+pub mod vgic;
+pub mod config;
+pub mod console;
+pub mod dtb;
+pub mod guest_fdt;
+pub mod memory;
+pub mod vpl011;

@@ -1,1 +1,321 @@
-fn main() {}
+//! `cargo xtask`: build the images, run the demo, run the tests.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use xtask::{images, qemu, Scenario, SerialMode, VmSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "blink host tool: build, run, test"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the hypervisor and the test guests into target/images/.
+    Build,
+    /// Boot blink with some guests in QEMU, console on this terminal.
+    Run(RunArgs),
+    /// Host unit tests, then build the images, then the QEMU integration tests.
+    Test {
+        /// Only the host unit tests (no aarch64 build, no QEMU).
+        #[arg(long)]
+        host_only: bool,
+    },
+    /// Write the patched device tree of a scenario and print its QEMU command
+    /// (debugging aid; inspect the result with `dtc -I dtb`).
+    Dtb {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Where to write the device tree.
+        #[arg(long, default_value = "target/xtask/blink.dtb")]
+        out: PathBuf,
+    },
+    /// Measurements (not implemented yet).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ScenarioArgs {
+    /// GIC version of the machine.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=3))]
+    gic: u32,
+    /// Physical CPUs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    smp: u32,
+    /// QEMU CPU model.
+    #[arg(long, default_value = "cortex-a72")]
+    cpu: String,
+    /// Machine RAM in MiB.
+    #[arg(long, default_value_t = 1024)]
+    mem: u64,
+    /// Guests, one VM each (domU0, domU1, ...): names from guests/src/bin
+    /// (the `smp` guest gets 4 vCPUs, others 1) or paths to raw images.
+    #[arg(long, value_delimiter = ',', default_value = "heartbeat,timer")]
+    guests: Vec<String>,
+    /// Deterministic time: `-icount shift=0`.
+    #[arg(long)]
+    icount: bool,
+    /// Raw image to boot instead of target/images/hypervisor.bin.
+    #[arg(long)]
+    hv: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Do not build the images first.
+    #[arg(long)]
+    no_build: bool,
+    /// Print the QEMU command and exit.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl ScenarioArgs {
+    fn scenario(&self) -> Scenario {
+        let mut s = Scenario::new(self.gic).smp(self.smp);
+        s.cpu = self.cpu.clone();
+        s.mem_mib = self.mem;
+        s.icount = self.icount;
+        if let Some(hv) = &self.hv {
+            s.hypervisor = hv.clone();
+        }
+        for (i, guest) in self.guests.iter().enumerate() {
+            let name = format!("domU{i}");
+            let is_path = guest.contains('/') || guest.ends_with(".bin");
+            let vm = if is_path {
+                VmSpec::new(name, guest)
+            } else {
+                VmSpec::guest(name, guest)
+            };
+            s = s.vm(if guest == "smp" { vm.cpus(4) } else { vm });
+        }
+        s
+    }
+
+    /// Guest names that refer to built images (not paths).
+    fn named_guests(&self) -> impl Iterator<Item = &str> {
+        self.guests
+            .iter()
+            .filter(|g| !(g.contains('/') || g.ends_with(".bin")))
+            .map(String::as_str)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Build => build(),
+        Cmd::Run(args) => run(args),
+        Cmd::Test { host_only } => test(host_only),
+        Cmd::Dtb { scenario, out } => dtb(scenario, out),
+        Cmd::Bench { .. } => {
+            eprintln!("cargo xtask bench: not implemented yet");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build() -> Result<ExitCode> {
+    images::check_rust_targets()?;
+    let built = images::build()?;
+    eprintln!(
+        "xtask: built {} and {} guest image(s) in {}",
+        built.hypervisor.display(),
+        built.guests.len(),
+        images::images_dir().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_guests_exist(args: &ScenarioArgs) -> Result<()> {
+    for guest in args.named_guests() {
+        if !images::guest_image(guest).is_file() {
+            let known = images::guest_names()?;
+            bail!(
+                "no image for guest {guest:?} ({} missing; known guests: {})",
+                images::guest_image(guest).display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    // A custom --hv image means "try this binary", so nothing to build.
+    if !args.no_build && args.scenario.hv.is_none() {
+        images::check_rust_targets()?;
+        images::build()?;
+    }
+    qemu::ensure()?;
+    check_guests_exist(&args.scenario)?;
+    // Held while QEMU runs, so that no test QEMU starts beside the demo.
+    let lock = qemu::QemuLock::acquire()?;
+    let command = args
+        .scenario
+        .scenario()
+        .prepare_locked(SerialMode::Interactive, &lock)?;
+    if args.dry_run {
+        println!("{command}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("xtask: {command}");
+    eprintln!(
+        "xtask: console on this terminal. Ctrl-A x quits QEMU, Ctrl-A c toggles the QEMU monitor; \
+         Ctrl-] then 0-9 / h / ? switches the blink console focus."
+    );
+    let status = command.command().status().context("running QEMU")?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn dtb(args: ScenarioArgs, out: PathBuf) -> Result<ExitCode> {
+    check_guests_exist(&args)?;
+    let command = args.scenario().prepare(SerialMode::Pipe)?;
+    let out = if out.is_absolute() {
+        out
+    } else {
+        xtask::workspace_root().join(out)
+    };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::copy(&command.dtb, &out).with_context(|| format!("writing {}", out.display()))?;
+    for m in &command.modules {
+        eprintln!(
+            "xtask: {:?} {} at 0x{:x}, {} bytes",
+            m.kind,
+            m.path.display(),
+            m.addr,
+            m.size
+        );
+    }
+    eprintln!("xtask: wrote {}", out.display());
+    println!("{command}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn phase(n: u32, title: &str) {
+    eprintln!("\n==================== [{n}/3] {title} ====================");
+}
+
+/// Passed/failed counts summed over `test result:` lines.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+/// Runs `cargo <args>` in the workspace root, forwarding its stdout line by
+/// line while counting the libtest results. Fails if cargo fails.
+fn cargo_test(args: &[&str], env: &[(&str, &std::ffi::OsStr)], tally: &mut Tally) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let result_re = regex::Regex::new(r"test result: \w+\. (\d+) passed; (\d+) failed")?;
+    let mut cmd = images::cargo();
+    cmd.args(args)
+        .current_dir(xtask::workspace_root())
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().context("running cargo")?;
+    let stdout = child.stdout.take().context("cargo stdout not captured")?;
+    let mut out = std::io::stdout();
+    for line in BufReader::new(stdout).split(b'\n') {
+        let line = String::from_utf8_lossy(&line?).into_owned();
+        if let Some(c) = result_re.captures(&line) {
+            tally.passed += c[1].parse::<u64>().unwrap_or(0);
+            tally.failed += c[2].parse::<u64>().unwrap_or(0);
+        }
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test(host_only: bool) -> Result<ExitCode> {
+    let mut tally = Tally::default();
+    let result = test_phases(host_only, &mut tally);
+    // A plain closing line, so that a reader of the log (or CI) sees the
+    // overall count rather than the last test binary's.
+    println!("xtask: {} passed, {} failed", tally.passed, tally.failed);
+    result
+}
+
+fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
+    phase(1, "host unit tests");
+    cargo_test(
+        &["test", "-p", "vmm", "-p", "platform", "-p", "xtask"],
+        &[],
+        tally,
+    )
+    .context("phase 1 (host unit tests) failed")?;
+    if host_only {
+        eprintln!("xtask: --host-only: skipping the image build and the QEMU tests");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    phase(2, "build the aarch64 images");
+    images::check_rust_targets().context("phase 2 (image build) failed")?;
+    images::build().context("phase 2 (image build) failed")?;
+
+    phase(3, "QEMU integration tests (one at a time)");
+    let q = qemu::ensure().context("phase 3 (QEMU tests) failed")?;
+    eprintln!(
+        "xtask: using {} (QEMU {}.{}.{})",
+        q.path.display(),
+        q.version.0,
+        q.version.1,
+        q.version.2
+    );
+    // The tests find QEMU the same way; pin the one checked here.
+    cargo_test(
+        &[
+            "test",
+            "-p",
+            "tests",
+            "--no-fail-fast",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("BLINK_QEMU", q.path.as_os_str())],
+        tally,
+    )
+    .context("phase 3 (QEMU tests) failed")?;
+    Ok(ExitCode::SUCCESS)
+}
