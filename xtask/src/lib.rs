@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod bench;
 pub mod dtb;
 pub mod images;
 pub mod qemu;

@@ -40,10 +40,11 @@ enum Cmd {
         #[arg(long, default_value = "target/xtask/blink.dtb")]
         out: PathBuf,
     },
-    /// Measurements (not implemented yet).
+    /// Measurements, printed as a table and plotted under target/bench/:
+    /// `exits` (cost of an HVC, an emulated MMIO access, a virtual interrupt).
     Bench {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[arg(value_parser = ["exits"])]
+        what: String,
     },
 }
 
@@ -123,10 +124,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run(args),
         Cmd::Test { host_only } => test(host_only),
         Cmd::Dtb { scenario, out } => dtb(scenario, out),
-        Cmd::Bench { .. } => {
-            eprintln!("cargo xtask bench: not implemented yet");
-            return ExitCode::from(2);
-        }
+        Cmd::Bench { what } => bench(&what),
     };
     match result {
         Ok(code) => code,
@@ -135,6 +133,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn bench(what: &str) -> Result<ExitCode> {
+    qemu::ensure()?;
+    images::build()?;
+    match what {
+        "exits" => xtask::bench::exits()?,
+        other => bail!("unknown benchmark {other}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn build() -> Result<ExitCode> {
