@@ -257,7 +257,7 @@ fn parse_domain(
     let mut ramdisk: Option<(&str, Module)> = None;
     for m in d.children().filter(is_module) {
         let r = module_reg(&m, ac, sc)?;
-        check_placement(&format!("{}: module", m.name()), r, ctx)?;
+        check_placement(&format!("{}:", m.name()), r, ctx)?;
         let module = Module {
             base: r.base,
             size: r.size,

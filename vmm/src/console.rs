@@ -12,11 +12,15 @@
 //! with its source (`[domU0] `; the hypervisor tags its own lines `[hv] `)
 //! and lines from different sources must not be spliced together:
 //!
-//! - A VM without focus is *line buffered*: its bytes collect until `\n` (or
-//!   the buffer is full) and then go out as one tagged line. Concurrent
-//!   chatty VMs therefore interleave by whole lines.
-//! - The focused VM is *unbuffered*, so an interactive prompt without a
-//!   newline (`login: `) and the echo of what the user types appear at once.
+//! - Every VM is *line buffered*: its bytes collect until `\n` (or the
+//!   buffer is full) and then go out as one tagged line. Concurrent chatty
+//!   VMs (or vCPUs of one VM on different CPUs) therefore interleave by whole
+//!   lines, never inside one.
+//! - An interactive prompt without a newline (`login: `) and the echo of
+//!   what the user types must still appear at once: the caller flushes the
+//!   *focused* VM's partial line when that VM goes idle
+//!   ([`ConsoleMux::flush_focused`]), which is exactly when a prompt or an
+//!   echo is complete.
 //! - The multiplexer remembers who owns the current screen line
 //!   ([`LineOwner`]): nobody (the cursor is at the start of a line) or a
 //!   source whose partial line is on screen. Before another source writes,
@@ -216,16 +220,6 @@ impl ConsoleMux {
         if vm >= self.vms.len() || byte == b'\r' {
             return;
         }
-        if self.focus == Focus::Vm(vm) {
-            // Anything buffered before the VM got focus goes first.
-            self.flush_vm(vm, out);
-            if byte == b'\n' {
-                self.emit_vm(vm, &[], true, out);
-            } else {
-                self.emit_vm(vm, &[byte], false, out);
-            }
-            return;
-        }
         if byte == b'\n' {
             let line = core::mem::take(&mut self.vms[vm].line);
             self.emit_vm(vm, &line, true, out);
@@ -235,6 +229,14 @@ impl ConsoleMux {
         }
         self.vms[vm].line.push(byte);
         if self.vms[vm].line.len() >= LINE_MAX {
+            self.flush_vm(vm, out);
+        }
+    }
+
+    /// Emits the partial line of the focused VM, if any: called when the VM
+    /// goes idle, so prompts and echoes show without waiting for a newline.
+    pub fn flush_focused(&mut self, vm: usize, out: &mut dyn FnMut(&[u8])) {
+        if self.focus == Focus::Vm(vm) {
             self.flush_vm(vm, out);
         }
     }
@@ -387,19 +389,26 @@ mod tests {
     }
 
     #[test]
-    fn focused_vm_is_unbuffered() {
+    fn focused_vm_partial_lines_show_when_it_idles() {
         let mut m = ConsoleMux::new(&["domU0", "domU1"]);
         let mut s = Screen::new();
         vm_str(&mut m, &mut s, 0, "login: ");
+        assert_eq!(s.text(), "", "buffered until the VM idles");
+        m.flush_focused(1, &mut |o| s.0.extend_from_slice(o));
+        assert_eq!(s.text(), "", "only the focused VM is flushed");
+        m.flush_focused(0, &mut |o| s.0.extend_from_slice(o));
         assert_eq!(s.text(), "[domU0] login: ");
         assert_eq!(m.line_owner(), LineOwner::Vm(0));
         // Echo of typed characters continues the line.
         vm_str(&mut m, &mut s, 0, "root\r\n");
+        m.flush_focused(0, &mut |o| s.0.extend_from_slice(o));
         assert_eq!(s.text(), "[domU0] login: root\r\n");
         // Another VM's complete line while the prompt is on screen.
         vm_str(&mut m, &mut s, 0, "Password: ");
+        m.flush_focused(0, &mut |o| s.0.extend_from_slice(o));
         vm_str(&mut m, &mut s, 1, "tick\n");
         vm_str(&mut m, &mut s, 0, "*");
+        m.flush_focused(0, &mut |o| s.0.extend_from_slice(o));
         assert_eq!(
             s.text(),
             "[domU0] login: root\r\n[domU0] Password: \r\n[domU1] tick\r\n[domU0] *"
@@ -419,7 +428,7 @@ mod tests {
         hv_str(&mut m, &mut s, "[hv] console: input to domU1\n");
         m.flush_vm(1, &mut |o| s.0.extend_from_slice(o));
         assert_eq!(s.text(), "[hv] console: input to domU1\r\n[domU1] # ");
-        // Without an explicit flush, the first output byte flushes too.
+        // A partial line buffered before focus moved completes normally.
         vm_str(&mut m, &mut s, 0, "partial");
         m.input(ESCAPE);
         m.input(b'0');
@@ -446,10 +455,12 @@ mod tests {
         assert_eq!(m.line_owner(), LineOwner::Nobody);
         // A VM prompt is on screen: the hv line starts on a fresh line.
         vm_str(&mut m, &mut s, 0, "$ ");
+        m.flush_focused(0, &mut |o| s.0.extend_from_slice(o));
         hv_str(&mut m, &mut s, "[hv] WARN: x\n[hv] two\n");
         // A VM writing while an hv fragment is on screen breaks the line too.
         hv_str(&mut m, &mut s, "[hv] partial");
         vm_str(&mut m, &mut s, 0, "ls");
+        m.flush_focused(0, &mut |o| s.0.extend_from_slice(o));
         hv_str(&mut m, &mut s, "");
         assert_eq!(
             s.text(),

@@ -60,6 +60,15 @@ pub fn vm_output(vm: usize, byte: u8) {
     }
 }
 
+/// VM `vm` went idle: show its pending partial line (a prompt, an echo) if
+/// it has the input focus.
+pub fn vm_idle(vm: usize) {
+    let mut guard = CONSOLE.lock();
+    if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
+        mux.flush_focused(vm, &mut |b| uart.write_raw(b));
+    }
+}
+
 /// Drain the physical UART's receive FIFO and route each byte.
 pub fn poll_input() {
     loop {
@@ -85,14 +94,21 @@ pub fn poll_input() {
             }
             InputAction::ToHypervisor(b) => super::shell::input(b),
             InputAction::Focus(Focus::Vm(i)) => {
-                hvprintln!("console input now goes to vm {}", i)
+                hvprintln!("console input now goes to vm {}", i);
+                vm_idle(i);
             }
             InputAction::Focus(Focus::Hypervisor) => {
                 hvprintln!("console input now goes to the hypervisor shell (type 'help')")
             }
-            InputAction::Help => hvprintln!(
-                "console: Ctrl-] then 0-9 = input to that VM, h = hypervisor shell, Ctrl-] = send Ctrl-]"
-            ),
+            InputAction::Help => {
+                let text = {
+                    let guard = CONSOLE.lock();
+                    guard.as_ref().and_then(|c| c.mux.as_ref()).map(|m| m.help())
+                };
+                if let Some(t) = text {
+                    write_fmt(format_args!("{}", t));
+                }
+            }
         }
     }
 }

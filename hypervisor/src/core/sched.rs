@@ -150,6 +150,7 @@ impl Cpu {
                 Next::Leave => break,
                 Next::Continue => {}
                 Next::Wfi => {
+                    console::vm_idle(vm.id);
                     if vm.vgic.lock().has_pending(v.index) {
                         continue;
                     }

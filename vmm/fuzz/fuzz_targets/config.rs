@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_vcpus: 8,
         max_vms: 4,
-        reserved: vec![Region::new(0x4000_0000, 0x400_0000), Region::new(0x4800_0000, 0x10_0000)],
+        reserved: vec![
+            Region::new(0x4000_0000, 0x400_0000),
+            Region::new(0x4800_0000, 0x10_0000),
+        ],
         ram: vec![Region::new(0x4000_0000, 0x4000_0000)],
     };
     if let Ok(parsed) = parse_vms(data, &limits) {

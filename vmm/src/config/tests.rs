@@ -405,7 +405,7 @@ fn module_reg_rules() {
     // Outside RAM: entirely, and straddling the end of RAM.
     assert_eq!(
         refused(Dom::new("domU0").no_modules().kernel(0x1000_0000, MIB)),
-        "module@10000000: module 0x10000000..0x10100000 is outside RAM"
+        "module@10000000: 0x10000000..0x10100000 is outside RAM"
     );
     assert!(
         refused(Dom::new("domU0").no_modules().kernel(0x7ff0_0000, 2 * MIB))
@@ -414,7 +414,7 @@ fn module_reg_rules() {
     // Overlapping the hypervisor or the DTB.
     assert_eq!(
         refused(Dom::new("domU0").no_modules().kernel(0x43f0_0000, 2 * MIB)),
-        "module@43f00000: module 0x43f00000..0x44100000 overlaps reserved region 0x40000000..0x44000000"
+        "module@43f00000: 0x43f00000..0x44100000 overlaps reserved region 0x40000000..0x44000000"
     );
     assert!(
         refused(Dom::new("domU0").no_modules().kernel(0x4800_0000, 0x1000))
