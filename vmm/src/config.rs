@@ -84,6 +84,26 @@ pub struct VmConfig {
     /// `xen,static-mem`: host memory the VM's RAM must occupy (2 MiB
     /// aligned, `size == memory`). `None` lets the hypervisor allocate.
     pub static_mem: Option<Region>,
+    /// Host devices given to this VM (`blink,passthrough`).
+    pub passthrough: Vec<Passthrough>,
+}
+
+/// A host device assigned to one VM: its MMIO regions are mapped into the
+/// VM at the same addresses, its SPIs are delivered to the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passthrough {
+    /// Host device tree path (`/pl011@9040000`).
+    pub path: String,
+    /// Node name, reused in the guest's device tree.
+    pub name: String,
+    /// `compatible` as raw bytes (NUL-separated strings).
+    pub compatible: Vec<u8>,
+    /// MMIO regions, page aligned (sizes rounded up to whole pages).
+    pub regions: Vec<Region>,
+    /// INTIDs of its SPIs.
+    pub intids: Vec<u32>,
+    /// The node has `clocks` (the guest gets its fixed clock instead).
+    pub has_clocks: bool,
 }
 
 /// Why one VM was refused. Displayed as `"{path}: {problem}"`.
@@ -157,9 +177,15 @@ pub fn parse_vms(dtb: &[u8], limits: &Limits) -> Result<ParsedVms, DtError> {
         all_modules: &all_modules,
     };
     let mut static_taken: Vec<(String, Region)> = Vec::new();
+    let mut devices_taken: Vec<(String, String)> = Vec::new();
     for d in &domains {
         let path = d.path();
-        let result = parse_domain(d, &ctx, &static_taken).and_then(|vm| {
+        let result = parse_domain(d, &ctx, &static_taken)
+            .and_then(|mut vm| {
+                vm.passthrough = parse_passthrough(&dt, d, &ctx, &devices_taken)?;
+                Ok(vm)
+            })
+            .and_then(|vm| {
             // Checked last so that a broken description reports its own
             // problem rather than the lack of a slot.
             if out.vms.len() >= limits.max_vms {
@@ -175,6 +201,9 @@ pub fn parse_vms(dtb: &[u8], limits: &Limits) -> Result<ParsedVms, DtError> {
             Ok(vm) => {
                 if let Some(r) = vm.static_mem {
                     static_taken.push((vm.name.clone(), r));
+                }
+                for p in &vm.passthrough {
+                    devices_taken.push((vm.name.clone(), p.path.clone()));
                 }
                 out.vms.push(vm);
             }
@@ -318,7 +347,108 @@ fn parse_domain(
         ramdisk: ramdisk.map(|(_, m)| m),
         bootargs,
         static_mem,
+        passthrough: Vec::new(),
     })
+}
+
+/// `blink,passthrough`: a list of host device tree paths, each a device
+/// (not RAM, not the hypervisor's console or GIC, not taken by another VM)
+/// whose MMIO does not collide with the VM's emulated devices or RAM.
+fn parse_passthrough(
+    dt: &Dtb<'_>,
+    d: &Node<'_, '_>,
+    ctx: &Ctx<'_>,
+    taken: &[(String, String)],
+) -> Result<Vec<Passthrough>, String> {
+    let Some(v) = d.prop("blink,passthrough") else {
+        return Ok(Vec::new());
+    };
+    let paths = dtb::str_list(v).ok_or("blink,passthrough: not a list of strings")?;
+    let gic = dt
+        .find_compatible(GICV3_COMPAT)
+        .or_else(|| dt.find_compatible(GICV2_COMPAT))
+        .ok_or("blink,passthrough: the host has no GIC")?;
+    let console = host_uart(dt, &gic).ok().map(|u| u.path);
+    let memory = parse_memory(d).unwrap_or(0);
+    let mut out = Vec::new();
+    for path in paths.filter(|p| !p.is_empty()) {
+        let what = format!("blink,passthrough {path}");
+        let node = dt.find(path).ok_or_else(|| format!("{what}: no such node"))?;
+        let path = node.path();
+        if !node.is_enabled() {
+            return Err(format!("{what}: device is disabled"));
+        }
+        if Some(&path) == console.as_ref() {
+            return Err(format!("{what}: is the hypervisor's console"));
+        }
+        if node == gic || node.prop("interrupt-controller").is_some() {
+            return Err(format!("{what}: interrupt controllers cannot be passed through"));
+        }
+        if let Some((owner, _)) = taken.iter().find(|(_, p)| *p == path) {
+            return Err(format!("{what}: already passed through to {owner}"));
+        }
+        if out.iter().any(|p: &Passthrough| p.path == path) {
+            return Err(format!("{what}: listed twice"));
+        }
+        let regs = node
+            .reg_translated()
+            .map_err(|e| format!("{what}: reg: {e}"))?
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| format!("{what}: no reg"))?;
+        let mut regions = Vec::new();
+        for (base, size) in regs {
+            if base & 0xfff != 0 {
+                return Err(format!("{what}: region at {base:#x} is not page aligned"));
+            }
+            let r = checked_region(base, size.div_ceil(0x1000) * 0x1000, &path).map_err(|e| e.reason)?;
+            if ctx.ram.overlaps(r) {
+                return Err(format!("{what}: {r} is RAM, not a device"));
+            }
+            if let Some(res) = ctx.limits.reserved.iter().find(|res| res.overlaps(&r)) {
+                return Err(format!("{what}: {r} overlaps reserved region {res}"));
+            }
+            if let Some((name, w)) = guest_windows(memory).into_iter().find(|(_, w)| w.overlaps(&r)) {
+                return Err(format!("{what}: {r} collides with the VM's {name} at {w}"));
+            }
+            regions.push(r);
+        }
+        let intids = match node.prop("interrupts") {
+            None => Vec::new(),
+            Some(_) => interrupt_intids(&node, &gic)
+                .ok_or_else(|| format!("{what}: interrupts malformed or not routed to the GIC"))?
+                .into_iter()
+                .map(|i| i.filter(|&i| i >= 32).ok_or_else(|| format!("{what}: only SPIs can be passed through")))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if intids.iter().any(|&i| i >= 32 + crate::vgic::NR_SPIS as u32) {
+            return Err(format!(
+                "{what}: SPI beyond the {} a VM's virtual GIC has",
+                crate::vgic::NR_SPIS
+            ));
+        }
+        out.push(Passthrough {
+            name: node.name().to_string(),
+            compatible: node.prop("compatible").unwrap_or(&[]).to_vec(),
+            has_clocks: node.prop("clocks").is_some(),
+            path,
+            regions,
+            intids,
+        });
+    }
+    Ok(out)
+}
+
+/// The VM's own guest-physical windows (see `layout`): passed-through
+/// devices, mapped at their host addresses, must stay clear of them.
+fn guest_windows(memory: u64) -> [(&'static str, Region); 5] {
+    use crate::layout::*;
+    [
+        ("GIC distributor", Region::new(GICD_BASE, GICD_SIZE)),
+        ("GIC CPU interface", Region::new(GICC_BASE, GICC_SIZE)),
+        ("GIC redistributors", Region::new(GICR_BASE, GICR_STRIDE * MAX_VCPUS as u64)),
+        ("console UART", Region::new(UART_BASE, UART_SIZE)),
+        ("RAM", Region::new(RAM_BASE, memory.max(1))),
+    ]
 }
 
 /// `memory`: KiB as a 64-bit value (two cells); one cell is tolerated.

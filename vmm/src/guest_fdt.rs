@@ -30,6 +30,8 @@ pub struct GuestFdtParams<'a> {
     pub bootargs: Option<&'a str>,
     /// Guest-physical (start, end) of the initrd, end exclusive.
     pub initrd: Option<(u64, u64)>,
+    /// Host devices passed through (mapped at their host addresses).
+    pub devices: &'a [crate::config::Passthrough],
 }
 
 const PHANDLE_GIC: u32 = 1;
@@ -176,6 +178,26 @@ pub fn build(p: &GuestFdtParams<'_>) -> Result<Vec<u8>, Error> {
     w.property_string_list("clock-names", strings(&["uartclk", "apb_pclk"]))?;
     w.end_node(uart)?;
 
+    for dev in p.devices {
+        let Some(first) = dev.regions.first() else { continue };
+        let node = w.begin_node(&format_node(dev.name.split('@').next().unwrap_or("device"), first.base))?;
+        if !dev.compatible.is_empty() {
+            w.property("compatible", &dev.compatible)?;
+        }
+        let reg: Vec<u64> = dev.regions.iter().flat_map(|r| [r.base, r.size]).collect();
+        w.property_array_u64("reg", &reg)?;
+        if !dev.intids.is_empty() {
+            let ints: Vec<u32> = dev.intids.iter().flat_map(|&i| [GIC_SPI, i - 32, IRQ_TYPE_LEVEL_HIGH]).collect();
+            w.property_array_u32("interrupts", &ints)?;
+        }
+        if dev.has_clocks {
+            // The guest's only clock stands in for the device's clocks.
+            w.property_array_u32("clocks", &[PHANDLE_CLK, PHANDLE_CLK])?;
+            w.property_string_list("clock-names", strings(&["uartclk", "apb_pclk"]))?;
+        }
+        w.end_node(node)?;
+    }
+
     w.end_node(root)?;
     w.finish()
 }
@@ -199,6 +221,7 @@ mod tests {
             gic,
             bootargs: Some("console=ttyAMA0 earlycon"),
             initrd: Some((0x4800_0000, 0x4812_3456)),
+            devices: &[],
         }
     }
 
@@ -433,5 +456,42 @@ mod tests {
         assert_eq!(build(&p), Err(Error::InvalidString));
         assert_eq!(format_node("memory", 0), "memory@0");
         assert_eq!(format_node("memory", 0x4000_0000), "memory@40000000");
+    }
+}
+
+#[cfg(test)]
+mod passthrough_tests {
+    use super::*;
+    use crate::config::Passthrough;
+    use crate::dtb::Dtb;
+    use crate::memory::Region;
+
+    #[test]
+    fn passed_through_device_appears_at_its_host_address() {
+        let dev = Passthrough {
+            path: "/pl011@9040000".into(),
+            name: "pl011@9040000".into(),
+            compatible: b"arm,pl011\0arm,primecell\0".to_vec(),
+            regions: alloc::vec![Region::new(0x0904_0000, 0x1000)],
+            intids: alloc::vec![40],
+            has_clocks: true,
+        };
+        let blob = build(&GuestFdtParams {
+            ram_base: layout::RAM_BASE,
+            ram_size: 64 << 20,
+            vcpus: 1,
+            gic: GicVersion::V3,
+            bootargs: None,
+            initrd: None,
+            devices: core::slice::from_ref(&dev),
+        })
+        .unwrap();
+        let dt = Dtb::parse(&blob).unwrap();
+        let node = dt.find("/pl011@9040000").expect("device node");
+        assert!(node.is_compatible("arm,pl011"));
+        assert_eq!(node.reg().unwrap().unwrap(), [(0x0904_0000, 0x1000)]);
+        let ints: alloc::vec::Vec<u32> = crate::dtb::cells(node.prop("interrupts").unwrap()).unwrap().collect();
+        assert_eq!(ints, [0, 8, 4]);
+        assert_eq!(crate::dtb::cells(node.prop("clocks").unwrap()).unwrap().collect::<alloc::vec::Vec<_>>(), [2, 2]);
     }
 }

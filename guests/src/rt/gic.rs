@@ -246,3 +246,25 @@ pub fn send_sgi_to_self(intid: u32) {
         mmio::write32(GICD_BASE + 0xf00, (2 << 24) | intid);
     }
 }
+
+/// Enables shared interrupt `intid` (>= 32), Group 1, delivered to vCPU 0.
+pub fn enable_spi(intid: u32) {
+    debug_assert!(intid >= 32);
+    let word = (intid / 32) as usize * 4;
+    let bit = 1 << (intid % 32);
+    set_priority(GICD_BASE + GICD_IPRIORITYR, intid);
+    if VERSION.load(Ordering::SeqCst) == 3 {
+        mmio::write32(GICD_BASE + 0x080 + word, mmio::read32(GICD_BASE + 0x080 + word) | bit);
+        // GICD_IROUTER<n>: Aff0 = 0, IRM = 0.
+        let router = GICD_BASE + 0x6000 + intid as usize * 8;
+        mmio::write32(router, 0);
+        mmio::write32(router + 4, 0);
+    } else {
+        // ITARGETSR: byte per interrupt; CPU interface 0. Read-modify-write
+        // of the whole word, as with priorities.
+        let reg = GICD_BASE + GICD_ITARGETSR + (intid as usize & !3);
+        let shift = (intid % 4) * 8;
+        mmio::write32(reg, mmio::read32(reg) & !(0xff << shift) | (1 << shift));
+    }
+    mmio::write32(GICD_BASE + GICD_ISENABLER + word, bit);
+}

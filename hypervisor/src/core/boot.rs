@@ -133,6 +133,15 @@ extern "C" fn rust_primary_main(dtb_addr: usize) -> ! {
         g.route_spi(i, 0);
         g.enable(0, i, true);
     }
+    // Physical interrupts of passed-through devices go to the CPU of their
+    // VM's first vCPU, which forwards them (see sched::handle_irqs).
+    for vm in &vms {
+        for &intid in &vm.passthrough_intids {
+            g.route_spi(intid, vm.vcpus[0].pcpu);
+            g.enable(vm.vcpus[0].pcpu, intid, true);
+            info!("vm {} '{}': owns physical interrupt {}", vm.id, vm.name, intid);
+        }
+    }
     console::attach_vms(&vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), info.uart.base as usize);
     let h = publish(Hyp { vms, ncpus, uart_intid });
     for vm in &h.vms {

@@ -239,10 +239,25 @@ impl Cpu {
                     g.deactivate(raw);
                     console::poll_input();
                 }
-                other => {
-                    g.deactivate(raw);
-                    warn!("cpu {}: unexpected physical interrupt {}", self.index, other);
-                }
+                other => match hyp().vms.iter().find(|vm| vm.passthrough_intids.contains(&other)) {
+                    // A passed-through device: hand it to its VM linked to
+                    // the physical interrupt, which stays active until the
+                    // guest deactivates the virtual one.
+                    Some(vm) if vm.state() == VmState::Running => {
+                        let e = vm.vgic.lock().inject(0, other, Some(other));
+                        super::exit::kick(vm, e);
+                    }
+                    Some(vm) => {
+                        // Its VM is stopped: keep the line quiet.
+                        g.enable(self.index, other, false);
+                        g.deactivate(raw);
+                        warn!("vm {} '{}' is stopped: physical interrupt {} disabled", vm.id, vm.name, other);
+                    }
+                    None => {
+                        g.deactivate(raw);
+                        warn!("cpu {}: unexpected physical interrupt {}", self.index, other);
+                    }
+                },
             }
         }
     }

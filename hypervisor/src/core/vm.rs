@@ -32,6 +32,8 @@ pub struct Vm {
     pub vgic: Mutex<Vgic>,
     pub uart: Mutex<Pl011>,
     pub vcpus: Vec<Vcpu>,
+    /// Physical SPIs of passed-through devices, delivered to this VM.
+    pub passthrough_intids: Vec<u32>,
     state: AtomicU8,
     /// Kept alive: the hardware walks these tables.
     _stage2: Stage2Tables,
@@ -66,6 +68,14 @@ impl Vm {
         let mut s2 = Stage2Tables::new();
         s2.map(layout::RAM_BASE, ram_pa, size, MemKind::Ram)
             .map_err(|e| alloc::format!("stage-2 mapping of RAM failed: {e:?}"))?;
+        for dev in &cfg.passthrough {
+            for r in &dev.regions {
+                // Identity-mapped: the guest's device tree names the host
+                // address, so the guest driver needs no translation.
+                s2.map(r.base, r.base, r.size, MemKind::Device)
+                    .map_err(|e| alloc::format!("stage-2 mapping of {} failed: {e:?}", dev.path))?;
+            }
+        }
         if let Some(gicv) = gicv {
             s2.map(layout::GICC_BASE, gicv, layout::GICC_SIZE, MemKind::Device)
                 .map_err(|e| alloc::format!("stage-2 mapping of GICV failed: {e:?}"))?;
@@ -102,6 +112,7 @@ impl Vm {
             },
             bootargs: cfg.bootargs.as_deref(),
             initrd,
+            devices: &cfg.passthrough,
         })
         .map_err(|e| alloc::format!("guest device tree: {e:?}"))?;
         if fdt.len() as u64 > 0x20_0000 {
@@ -122,6 +133,7 @@ impl Vm {
             vgic: Mutex::new(vgic),
             uart: Mutex::new(Pl011::new()),
             vcpus: (0..cfg.vcpus).map(|i| Vcpu::new(i, pcpus[i])).collect(),
+            passthrough_intids: cfg.passthrough.iter().flat_map(|d| d.intids.iter().copied()).collect(),
             state: AtomicU8::new(VmState::Running as u8),
             _stage2: s2,
         };

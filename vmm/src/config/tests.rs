@@ -183,6 +183,7 @@ fn contract_example() {
             ramdisk: None,
             bootargs: Some("console=ttyAMA0".into()),
             static_mem: None,
+            passthrough: Vec::new(),
         }
     );
 }
@@ -1235,5 +1236,40 @@ fn corrupted_real_trees_never_panic() {
             let _ = host_info(&b);
             let _ = parse_vms(&b, &limits());
         }
+    }
+}
+
+static QEMU_V3_PASSTHROUGH: &[u8] = include_bytes!("../../testdata/qemu-virt-gicv3-passthrough.dtb");
+
+#[test]
+fn passthrough_rules() {
+    let info = host_info(QEMU_V3_PASSTHROUGH).unwrap();
+    let limits = Limits {
+        max_vcpus: 8,
+        max_vms: 16,
+        reserved: vec![Region::new(0x4000_0000, 64 * MIB)],
+        ram: info.ram.clone(),
+    };
+    let parsed = parse_vms(QEMU_V3_PASSTHROUGH, &limits).unwrap();
+    assert_eq!(parsed.vms.len(), 1, "{:?}", parsed.errors);
+    let vm = &parsed.vms[0];
+    assert_eq!(vm.name, "domU0");
+    let [dev] = &vm.passthrough[..] else { panic!("{:?}", vm.passthrough) };
+    assert_eq!(dev.path, "/pl011@9040000");
+    assert_eq!(dev.regions, [Region::new(0x0904_0000, 0x1000)]);
+    assert_eq!(dev.intids, [32 + 8]);
+    assert!(dev.has_clocks);
+    assert!(dev.compatible.starts_with(b"arm,pl011\0"));
+    let problems: Vec<String> = parsed.errors.iter().map(|e| e.to_string()).collect();
+    let expect = [
+        ("/chosen/domU1", "already passed through to domU0"),
+        ("/chosen/domU2", "is the hypervisor's console"),
+        ("/chosen/domU3", "interrupt controllers cannot be passed through"),
+        ("/chosen/domU4", "no such node"),
+        ("/chosen/domU5", "is RAM, not a device"),
+    ];
+    assert_eq!(problems.len(), expect.len(), "{problems:?}");
+    for ((path, what), got) in expect.iter().zip(&problems) {
+        assert!(got.starts_with(path) && got.contains(what), "{got} should name {path} and say '{what}'");
     }
 }
