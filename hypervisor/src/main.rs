@@ -25,9 +25,9 @@ use ::core::panic::PanicInfo;
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
     use ::core::fmt::Write;
-    let _ = writeln!(
+    let _ = write!(
         crate::core::console::EmergencyWriter,
-        "\r\n[hv] PANIC on cpu {}: {}\r",
+        "\r\n[hv] PANIC on cpu {}: {}\r\n",
         arch::aarch64::sysreg::cpu_index(),
         info
     );

@@ -17,7 +17,7 @@ const MIB: u64 = 1 << 20;
 /// Stop with a message on the early console.
 pub fn fatal(msg: core::fmt::Arguments) -> ! {
     use core::fmt::Write;
-    let _ = writeln!(console::EmergencyWriter, "[hv] FATAL: {}\r", msg);
+    let _ = write!(console::EmergencyWriter, "[hv] FATAL: {}\r\n", msg);
     halt()
 }
 

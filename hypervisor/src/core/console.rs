@@ -122,7 +122,8 @@ impl Write for EmergencyWriter {
         // SAFETY: the board's UART address is valid; concurrent writers can
         // at worst interleave characters, which is acceptable when dying.
         let mut uart = unsafe { Pl011::new(platform::BOARD.early_uart) };
-        uart.write_bytes(s.as_bytes());
+        // Callers write explicit "\r\n" line ends.
+        uart.write_raw(s.as_bytes());
         Ok(())
     }
 }

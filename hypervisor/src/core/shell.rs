@@ -25,8 +25,9 @@ pub fn input(byte: u8) {
 fn run(cmd: &str) {
     match cmd {
         "" => {}
-        "help" => hvprintln!("commands: help, status"),
+        "help" => hvprintln!("commands: help, status, debug-fault (test the EL2 fault report: stops this CPU)"),
         "status" => status(),
+        "debug-fault" => debug_fault(),
         other => hvprintln!("unknown command '{}' (try 'help')", other),
     }
 }
@@ -39,4 +40,14 @@ pub fn status() {
     for vm in &h.vms {
         hvprintln!("vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.state(), vm.ram_size >> 20, vm.ram_pa, vm.vcpus.len());
     }
+}
+
+/// Deliberately take a data abort at EL2, to check that an unexpected
+/// exception is reported (decoded syndrome, registers) and stops only the
+/// CPU it happened on.
+fn debug_fault() {
+    hvprintln!("debug-fault: reading an unmapped address at EL2 on cpu {}", crate::arch::aarch64::sysreg::cpu_index());
+    // SAFETY: not sound on purpose: the address is unmapped in the EL2 page
+    // tables, so the load faults and the fault handler stops this CPU.
+    unsafe { core::ptr::read_volatile(0xdead_0000_0000 as *const u64) };
 }

@@ -13,7 +13,7 @@ extern "C" fn el2_fault(frame: &FaultFrame, kind: u64) {
     let e = Esr(esr);
     let mut w = EmergencyWriter;
     let kind = ["synchronous", "IRQ", "FIQ", "SError"][kind as usize & 3];
-    let _ = writeln!(
+    let _ = write!(
         w,
         "\r\n[hv] FATAL: unexpected exception at EL2 on cpu {}: {} ({}), ESR={:#x} (EC {:#x}: {}, ISS {:#x}{})",
         super::sysreg::cpu_index(),
@@ -25,16 +25,17 @@ extern "C" fn el2_fault(frame: &FaultFrame, kind: u64) {
         e.iss(),
         if e.il() { ", 32-bit insn" } else { "" },
     );
-    let _ = writeln!(w, "\r[hv]   ELR={:#018x} FAR={:#018x} SPSR={:#x}", frame.elr, far, frame.spsr);
+    let _ = write!(w, "\r\n");
+    let _ = write!(w, "[hv]   ELR={:#018x} FAR={:#018x} SPSR={:#x}\r\n", frame.elr, far, frame.spsr);
     for row in 0..8 {
-        let _ = write!(w, "\r[hv]  ");
+        let _ = write!(w, "[hv]  ");
         for col in 0..4 {
             let i = row * 4 + col;
             if i < 31 {
                 let _ = write!(w, " x{:<2}={:#018x}", i, frame.x[i]);
             }
         }
-        let _ = writeln!(w);
+        let _ = write!(w, "\r\n");
     }
-    let _ = writeln!(w, "\r[hv] cpu {} stopped", super::sysreg::cpu_index());
+    let _ = write!(w, "[hv] cpu {} stopped\r\n", super::sysreg::cpu_index());
 }
