@@ -178,6 +178,10 @@ pub struct Vgic {
     pub cpus: Vec<VgicCpu>,
     /// List registers the hardware implements.
     pub nr_lrs: usize,
+    /// Bit n: vCPU n may have interrupts to place in list registers. Set
+    /// by everything that can make one deliverable, cleared when a fill
+    /// found nothing left over; lets the common exit skip the scan.
+    pub needs_fill: u64,
 }
 
 fn bit(v: u64, i: usize) -> bool {
@@ -196,6 +200,7 @@ impl Vgic {
             spis,
             cpus: (0..vcpus).map(VgicCpu::new).collect(),
             nr_lrs: nr_lrs.min(MAX_LRS),
+            needs_fill: 0,
         }
     }
 
@@ -251,7 +256,16 @@ impl Vgic {
             }
             None => return Effects::default(),
         }
-        self.kick_for(vcpu, intid)
+        self.mark(self.kick_for(vcpu, intid))
+    }
+
+    fn mark(&mut self, e: Effects) -> Effects {
+        self.needs_fill |= e.kick;
+        e
+    }
+
+    fn all_vcpus(&self) -> u64 {
+        (1u64 << self.cpus.len()) - 1
     }
 
     /// Set the line level of a level-sensitive interrupt (emulated devices).
@@ -260,7 +274,7 @@ impl Vgic {
             Some(irq) if irq.level != level => irq.level = level,
             _ => return Effects::default(),
         }
-        if level { self.kick_for(vcpu, intid) } else { Effects::default() }
+        if level { self.mark(self.kick_for(vcpu, intid)) } else { Effects::default() }
     }
 
     fn group_enabled(&self, irq: &Irq) -> bool {
@@ -296,6 +310,8 @@ impl Vgic {
             }
             if done {
                 self.cpus[vcpu].lrs[slot] = None;
+                // A level interrupt still asserted becomes pending again.
+                self.needs_fill |= 1 << vcpu;
             }
         }
     }
@@ -305,6 +321,9 @@ impl Vgic {
     /// interrupts were left over (the caller asks for an underflow
     /// maintenance interrupt so it gets a chance to deliver them).
     pub fn fill_lrs(&mut self, vcpu: usize, out: &mut Vec<(usize, Lr)>) -> bool {
+        if self.needs_fill & (1 << vcpu) == 0 {
+            return false;
+        }
         let mut cands: Vec<(u8, u32)> = Vec::new();
         for (i, irq) in self.cpus[vcpu].private.iter().enumerate() {
             if irq.enabled && irq.pending_now() && !irq.in_lr && self.group_enabled(irq) {
@@ -336,6 +355,9 @@ impl Vgic {
             self.cpus[vcpu].lrs[slot] = Some(intid);
             out.push((slot, lr));
             left -= 1;
+        }
+        if left == 0 {
+            self.needs_fill &= !(1 << vcpu);
         }
         left > 0
     }
@@ -378,7 +400,11 @@ impl Vgic {
 
     /// Write a distributor register.
     pub fn dist_write(&mut self, vcpu: usize, off: u64, size: u8, value: u64) -> Effects {
-        self.write_common(vcpu, off, size, value, false)
+        // Any write may make something deliverable (enable, group, routing,
+        // pending): rare enough to simply re-scan everyone.
+        self.needs_fill |= self.all_vcpus();
+        let e = self.write_common(vcpu, off, size, value, false);
+        self.mark(e)
     }
 
     fn read_common(&self, vcpu: usize, off: u64, size: u8, redist: bool) -> u64 {
@@ -458,7 +484,10 @@ impl Vgic {
                 // Enabling may make pending interrupts deliverable.
                 Effects { kick: (1u64 << self.cpus.len()) - 1 }
             }
-            0xf00 if !v3 && !redist => self.sgir_v2(vcpu, val),
+            0xf00 if !v3 && !redist => {
+                let e = self.sgir_v2(vcpu, val);
+                self.mark(e)
+            }
             o if o >= 0x800 && o < 0xc00 && !v3 && !redist => {
                 let first = (o - 0x800) as u32;
                 let mut e = Effects::default();
@@ -584,7 +613,8 @@ impl Vgic {
                 value & 0xffff & all
             }
         };
-        self.raise_sgi(targets, intid)
+        let e = self.raise_sgi(targets, intid);
+        self.mark(e)
     }
 
     /// Read a GICv3 redistributor register of `vcpu`'s frame (`off` within
@@ -616,7 +646,11 @@ impl Vgic {
                 self.cpus[vcpu].sleeping = value & 2 != 0;
                 Effects::default()
             }
-            o if (0x10000..0x20000).contains(&o) => self.write_common(vcpu, o - 0x10000, size, value, true),
+            o if (0x10000..0x20000).contains(&o) => {
+                self.needs_fill |= 1 << vcpu;
+                let e = self.write_common(vcpu, o - 0x10000, size, value, true);
+                self.mark(e)
+            }
             _ => Effects::default(),
         }
     }
@@ -813,5 +847,42 @@ mod tests {
         let mut out = Vec::new();
         g.fill_lrs(0, &mut out);
         assert!(out.len() <= 4);
+    }
+}
+
+#[cfg(test)]
+mod fill_tracking_tests {
+    use super::*;
+
+    #[test]
+    fn fill_scans_only_when_something_may_be_deliverable() {
+        let mut g = Vgic::new(Version::V3, 2, 4);
+        g.dist_write(0, 0, 4, 2);
+        g.redist_write(1, 0x10080, 4, 1 << 27);
+        g.redist_write(1, 0x10100, 4, 1 << 27);
+        let mut out = Vec::new();
+        g.fill_lrs(0, &mut out);
+        g.fill_lrs(1, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(g.needs_fill, 0, "nothing left: both vCPUs are clean");
+        g.inject(1, 27, None);
+        assert_eq!(g.needs_fill, 0b10, "only the target is marked");
+        g.fill_lrs(1, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(g.needs_fill & 0b10, 0);
+        // A level interrupt whose LR completes is re-examined.
+        g.dist_write(0, 0x084, 4, 1 << 1);
+        g.dist_write(0, 0x104, 4, 1 << 1);
+        g.set_level(0, 33, true);
+        out.clear();
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(g.needs_fill & 1, 0);
+        let snap = g.clone();
+        g.sync_lrs(0, &mut |slot| Lr { intid: snap.cpus[0].lrs[slot].unwrap_or(0), state: LrState::Invalid, priority: 0, group1: true, hw: None, eoi_maint: true });
+        assert_eq!(g.needs_fill & 1, 1);
+        out.clear();
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1, "still asserted: delivered again");
     }
 }
