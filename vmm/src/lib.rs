@@ -19,3 +19,4 @@ pub mod dtb;
 pub mod guest_fdt;
 pub mod memory;
 pub mod vpl011;
+pub mod handoff;

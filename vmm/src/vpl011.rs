@@ -38,6 +38,8 @@
 //! Reads of write-only, reserved or unaligned offsets return 0 and writes
 //! to them are ignored; no offset or value can make the model panic.
 
+use alloc::vec::Vec;
+
 /// Register offsets (PL011 TRM, table 3-1).
 pub mod reg {
     pub const DR: u64 = 0x000;
@@ -96,6 +98,35 @@ const ID_REGS: [u32; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 /// Receive FIFO depth with FEN set (revision 1 PL011).
 pub const FIFO_DEPTH: usize = 16;
 
+/// Everything an emulated PL011 holds, as plain data: what the warm-reboot
+/// handoff saves ([`Pl011::snapshot`]) and the next image rebuilds the
+/// UART from ([`Pl011::restore`]). Registers hold their values as the
+/// guest reads them back (already masked to their defined bits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pl011State {
+    pub ilpr: u32,
+    pub ibrd: u32,
+    pub fbrd: u32,
+    pub lcr_h: u32,
+    pub cr: u32,
+    pub ifls: u32,
+    pub imsc: u32,
+    pub dmacr: u32,
+    /// Receive FIFO contents, oldest byte first (at most [`FIFO_DEPTH`],
+    /// and at most 1 without LCR_H.FEN).
+    pub rx: Vec<u8>,
+}
+
+/// Why a [`Pl011State`] cannot be restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pl011StateError(pub &'static str);
+
+impl core::fmt::Display for Pl011StateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// State of one emulated PL011.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pl011 {
@@ -138,6 +169,66 @@ impl Pl011 {
             imsc: 0,
             dmacr: 0,
         }
+    }
+
+    /// The complete state, for the warm-reboot handoff.
+    pub fn snapshot(&self) -> Pl011State {
+        Pl011State {
+            ilpr: self.ilpr,
+            ibrd: self.ibrd,
+            fbrd: self.fbrd,
+            lcr_h: self.lcr_h,
+            cr: self.cr,
+            ifls: self.ifls,
+            imsc: self.imsc,
+            dmacr: self.dmacr,
+            rx: (0..self.rx_count)
+                .map(|i| self.rx[(self.rx_head + i) % FIFO_DEPTH])
+                .collect(),
+        }
+    }
+
+    /// A UART in the state `s` describes. Refuses values a guest could not
+    /// have written (bits outside a register's defined ones) and a receive
+    /// FIFO fuller than its depth, so a restored UART behaves exactly like
+    /// one that got there by register writes.
+    pub fn restore(s: &Pl011State) -> Result<Pl011, Pl011StateError> {
+        let fields: [(u32, u32, &'static str); 8] = [
+            (s.ilpr, 0xff, "ILPR has undefined bits set"),
+            (s.ibrd, 0xffff, "IBRD has undefined bits set"),
+            (s.fbrd, 0x3f, "FBRD has undefined bits set"),
+            (s.lcr_h, 0xff, "LCR_H has undefined bits set"),
+            (s.cr, 0xff87, "CR has undefined bits set"),
+            (s.ifls, 0x3f, "IFLS has undefined bits set"),
+            (s.imsc, int::ALL, "IMSC has undefined bits set"),
+            (s.dmacr, 7, "DMACR has undefined bits set"),
+        ];
+        for (v, mask, what) in fields {
+            if v & !mask != 0 {
+                return Err(Pl011StateError(what));
+            }
+        }
+        let mut u = Pl011 {
+            rx: [0; FIFO_DEPTH],
+            rx_head: 0,
+            rx_count: 0,
+            ilpr: s.ilpr,
+            ibrd: s.ibrd,
+            fbrd: s.fbrd,
+            lcr_h: s.lcr_h,
+            cr: s.cr,
+            ifls: s.ifls,
+            imsc: s.imsc,
+            dmacr: s.dmacr,
+        };
+        if s.rx.len() > u.depth() {
+            return Err(Pl011StateError(
+                "receive FIFO holds more bytes than its depth",
+            ));
+        }
+        u.rx[..s.rx.len()].copy_from_slice(&s.rx);
+        u.rx_count = s.rx.len();
+        Ok(u)
     }
 
     fn depth(&self) -> usize {
@@ -477,6 +568,64 @@ mod tests {
         assert_eq!(u.read(0xfe0), 0x11);
         assert_eq!(u.read(reg::ICR), 0);
         assert_eq!(u.read(reg::RSR_ECR), 0);
+    }
+
+    #[test]
+    fn snapshot_restore_round_trip() {
+        let mut u = Pl011::new();
+        u.write(reg::IMSC, int::RX | int::RT, &mut no_tx);
+        u.write(reg::IFLS, 0x09, &mut no_tx);
+        u.write(reg::IBRD, 26, &mut no_tx);
+        // Wrap the ring so head != 0.
+        for i in 0..12u8 {
+            u.push_rx(i);
+        }
+        for _ in 0..10 {
+            u.read(reg::DR);
+        }
+        for i in 100..110u8 {
+            u.push_rx(i);
+        }
+        let s = u.snapshot();
+        assert_eq!(
+            s.rx,
+            [10, 11, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109]
+        );
+        assert_eq!((s.imsc, s.ifls, s.ibrd), (int::RX | int::RT, 0x09, 26));
+        let mut r = Pl011::restore(&s).unwrap();
+        assert_eq!(r.snapshot(), s);
+        assert_eq!(r.irq_level(), u.irq_level());
+        assert_eq!(r.rx_space(), u.rx_space());
+        for off in [reg::FR, reg::RIS, reg::MIS, reg::LCR_H, reg::CR] {
+            assert_eq!(r.read(off), u.read(off), "offset {off:#x}");
+        }
+        for _ in 0..13 {
+            assert_eq!(r.read(reg::DR), u.read(reg::DR));
+        }
+        assert_eq!(
+            Pl011::restore(&Pl011::new().snapshot()).unwrap(),
+            Pl011::new()
+        );
+    }
+
+    #[test]
+    fn restore_refuses_impossible_state() {
+        let good = Pl011::new().snapshot();
+        let mut s = good.clone();
+        s.rx = [0; FIFO_DEPTH + 1].to_vec();
+        assert!(Pl011::restore(&s).is_err());
+        let mut s = good.clone();
+        s.lcr_h = lcr_h::WLEN_8; // no FIFO: depth 1
+        s.rx = [1, 2].to_vec();
+        assert!(Pl011::restore(&s).is_err());
+        s.rx = [1].to_vec();
+        assert!(Pl011::restore(&s).is_ok());
+        let mut s = good.clone();
+        s.cr = 0x70;
+        assert!(Pl011::restore(&s).is_err());
+        let mut s = good;
+        s.imsc = 0x800;
+        assert!(Pl011::restore(&s).is_err());
     }
 
     #[test]
