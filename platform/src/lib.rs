@@ -28,6 +28,14 @@ pub struct Board {
     pub hyp_region: (u64, u64),
     /// Where the image is loaded and linked (must match `link.ld`).
     pub load_address: u64,
+    /// Inside `hyp_region`, never touched by the heap, kept across warm
+    /// reloads: a pristine copy of the image to reload into (or a new image
+    /// placed there), the handoff block describing suspended VMs, and the
+    /// page the copy-and-jump trampoline runs from while the image itself is
+    /// overwritten.
+    pub staging: (u64, u64),
+    pub handoff: (u64, u64),
+    pub trampoline: u64,
     pub cpu_start: CpuStart,
 }
 

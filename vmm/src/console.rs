@@ -123,6 +123,14 @@ impl ConsoleMux {
         }
     }
 
+    /// Move input focus (e.g. back to the shell a reload was typed in).
+    pub fn set_focus(&mut self, focus: Focus) {
+        self.focus = match focus {
+            Focus::Vm(i) if i >= self.vms.len() => Focus::Hypervisor,
+            f => f,
+        };
+    }
+
     pub fn focus(&self) -> Focus {
         self.focus
     }

@@ -305,7 +305,13 @@ impl Vgic {
                 irq.active = matches!(lr.state, LrState::Active | LrState::PendingActive);
                 if done {
                     irq.in_lr = false;
-                    irq.hw = None;
+                    // A new injection made while this one sat in the LR
+                    // carries its own hardware link: keep it, or the guest's
+                    // EOI of the new one would never deactivate the
+                    // physical interrupt (which would then stay active).
+                    if !irq.pending {
+                        irq.hw = None;
+                    }
                 }
             }
             if done {
@@ -847,6 +853,34 @@ mod tests {
         let mut out = Vec::new();
         g.fill_lrs(0, &mut out);
         assert!(out.len() <= 4);
+    }
+}
+
+#[cfg(test)]
+mod hw_link_tests {
+    use super::*;
+
+    #[test]
+    fn reinjection_while_in_lr_keeps_its_hardware_link() {
+        let mut g = Vgic::new(Version::V3, 1, 4);
+        g.dist_write(0, 0, 4, 2);
+        g.redist_write(0, 0x10080, 4, 1 << 27);
+        g.redist_write(0, 0x10100, 4, 1 << 27);
+        // First timer interrupt goes into an LR (as a software one, as after
+        // a vCPU switch converted it).
+        g.inject(0, 27, None);
+        let mut out = Vec::new();
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1);
+        // The physical timer fires again while it is still in the LR.
+        g.inject(0, 27, Some(27));
+        // The guest completes the first one.
+        let snap = g.clone();
+        g.sync_lrs(0, &mut |slot| Lr { intid: snap.cpus[0].lrs[slot].unwrap_or(0), state: LrState::Invalid, priority: 0, group1: true, hw: None, eoi_maint: false });
+        out.clear();
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.hw, Some(27), "the new injection must stay linked to the physical PPI");
     }
 }
 

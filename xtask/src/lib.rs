@@ -8,8 +8,10 @@
 use std::path::{Path, PathBuf};
 
 pub mod bench;
+pub mod cpio;
 pub mod dtb;
 pub mod images;
+pub mod linux;
 pub mod qemu;
 pub mod runner;
 pub mod scenario;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use xtask::{images, qemu, Scenario, SerialMode, VmSpec};
+use xtask::{images, linux, qemu, Scenario, SerialMode, VmSpec};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,13 @@ enum Cmd {
         #[arg(long, default_value = "target/xtask/blink.dtb")]
         out: PathBuf,
     },
+    /// Fetch Debian's arm64 kernel and busybox (once, into target/linux/) and
+    /// build the initramfs; prints the kernel and initramfs paths.
+    Linux {
+        /// Fetch the packages again even if cached (picks up new versions).
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Measurements, printed as a table and plotted under target/bench/:
     /// `exits` (cost of an HVC, an emulated MMIO access, a virtual interrupt).
     Bench {
@@ -62,10 +69,24 @@ struct ScenarioArgs {
     /// Machine RAM in MiB.
     #[arg(long, default_value_t = 1024)]
     mem: u64,
-    /// Guests, one VM each (domU0, domU1, ...): names from guests/src/bin
+    /// Guests, one VM each (domU0, domU1, ...): `linux` (Debian kernel +
+    /// busybox initramfs, see `cargo xtask linux`), names from guests/src/bin
     /// (the `smp` guest gets 4 vCPUs, others 1) or paths to raw images.
-    #[arg(long, value_delimiter = ',', default_value = "heartbeat,timer")]
+    #[arg(long, value_delimiter = ',', default_value = "linux,heartbeat")]
     guests: Vec<String>,
+    /// vCPUs of each `linux` guest.
+    #[arg(long, default_value_t = linux::DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=8))]
+    linux_cpus: u32,
+    /// RAM of each `linux` guest in MiB.
+    #[arg(long, default_value_t = linux::DEFAULT_MEM_MIB)]
+    linux_mem: u64,
+    /// Workload of the `linux` guests' /init instead of the shell:
+    /// checksum, poweroff or reboot (`blink.test=<name>`).
+    #[arg(long)]
+    linux_test: Option<String>,
+    /// Extra kernel command line options for the `linux` guests (e.g. "loglevel=8").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    linux_append: String,
     /// Deterministic time: `-icount shift=0`.
     #[arg(long)]
     icount: bool,
@@ -98,7 +119,15 @@ impl ScenarioArgs {
         for (i, guest) in self.guests.iter().enumerate() {
             let name = format!("domU{i}");
             let is_path = guest.contains('/') || guest.ends_with(".bin");
-            let vm = if is_path {
+            let vm = if guest == LINUX {
+                let mut vm = VmSpec::linux(name)
+                    .cpus(self.linux_cpus)
+                    .mem_mib(self.linux_mem);
+                if let Some(t) = &self.linux_test {
+                    vm = vm.linux_test(t);
+                }
+                vm.append_bootargs(&self.linux_append)
+            } else if is_path {
                 VmSpec::new(name, guest)
             } else {
                 VmSpec::guest(name, guest)
@@ -108,13 +137,28 @@ impl ScenarioArgs {
         s
     }
 
-    /// Guest names that refer to built images (not paths).
+    /// Guest names that refer to built test-guest images (not paths, not Linux).
     fn named_guests(&self) -> impl Iterator<Item = &str> {
         self.guests
             .iter()
-            .filter(|g| !(g.contains('/') || g.ends_with(".bin")))
+            .filter(|g| !(g.contains('/') || g.ends_with(".bin") || *g == LINUX))
             .map(String::as_str)
     }
+
+    fn wants_linux(&self) -> bool {
+        self.guests.iter().any(|g| g == LINUX)
+    }
+}
+
+/// The `--guests` name of the Linux guest.
+const LINUX: &str = "linux";
+
+/// Fetches/builds the Linux images if the scenario has a Linux guest.
+fn prepare_linux(args: &ScenarioArgs) -> Result<()> {
+    if args.wants_linux() {
+        linux::prepare(false).context("preparing the Linux guest (`cargo xtask linux`)")?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -124,6 +168,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run(args),
         Cmd::Test { host_only } => test(host_only),
         Cmd::Dtb { scenario, out } => dtb(scenario, out),
+        Cmd::Linux { refresh } => linux_images(refresh),
         Cmd::Bench { what } => bench(&what),
     };
     match result {
@@ -183,6 +228,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     qemu::ensure()?;
     check_guests_exist(&args.scenario)?;
+    prepare_linux(&args.scenario)?;
     // Held while QEMU runs, so that no test QEMU starts beside the demo.
     let lock = qemu::QemuLock::acquire()?;
     let command = args
@@ -208,6 +254,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
 fn dtb(args: ScenarioArgs, out: PathBuf) -> Result<ExitCode> {
     check_guests_exist(&args)?;
+    prepare_linux(&args)?;
     let command = args.scenario().prepare(SerialMode::Pipe)?;
     let out = if out.is_absolute() {
         out
@@ -229,6 +276,18 @@ fn dtb(args: ScenarioArgs, out: PathBuf) -> Result<ExitCode> {
     }
     eprintln!("xtask: wrote {}", out.display());
     println!("{command}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn linux_images(refresh: bool) -> Result<ExitCode> {
+    let images = linux::prepare(refresh)?;
+    eprintln!(
+        "xtask: linux: {} / {}",
+        images.kernel_package, images.busybox_package
+    );
+    println!("kernel    {}", images.kernel.display());
+    println!("initramfs {}", images.initramfs.display());
+    println!("bootargs  {}", linux::BASE_BOOTARGS);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -301,6 +360,14 @@ fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
     phase(2, "build the aarch64 images");
     images::check_rust_targets().context("phase 2 (image build) failed")?;
     images::build().context("phase 2 (image build) failed")?;
+    // The Linux tests need Debian's kernel; fetched once, then cached.
+    let lx = linux::prepare(false).context(
+        "phase 2: the Linux guest images (Debian kernel + busybox initramfs) could not be prepared",
+    )?;
+    eprintln!(
+        "xtask: linux: {} / {}",
+        lx.kernel_package, lx.busybox_package
+    );
 
     phase(3, "QEMU integration tests (one at a time)");
     let q = qemu::ensure().context("phase 3 (QEMU tests) failed")?;

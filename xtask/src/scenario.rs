@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use crate::dtb::{self, Module, ModuleKind};
-use crate::{images, qemu};
+use crate::{images, linux, qemu};
 
 /// Start of RAM on QEMU `virt`.
 pub const RAM_BASE: u64 = 0x4000_0000;
@@ -60,6 +60,38 @@ impl VmSpec {
     /// A VM booting the test guest `guest` from `target/images/<guest>.bin`.
     pub fn guest(name: impl Into<String>, guest: &str) -> Self {
         Self::new(name, images::guest_image(guest))
+    }
+
+    /// A Linux VM: Debian's kernel with the busybox initramfs from
+    /// `target/linux/` (prepared by [`crate::linux::prepare`]),
+    /// [`linux::DEFAULT_MEM_MIB`] of RAM, [`linux::DEFAULT_CPUS`] vCPUs and
+    /// [`linux::BASE_BOOTARGS`]. See [`VmSpec::linux_test`] and
+    /// [`VmSpec::append_bootargs`].
+    pub fn linux(name: impl Into<String>) -> Self {
+        Self::new(name, linux::kernel_image())
+            .ramdisk(linux::initramfs())
+            .mem_mib(linux::DEFAULT_MEM_MIB)
+            .cpus(linux::DEFAULT_CPUS)
+            .bootargs(linux::bootargs(None, ""))
+    }
+
+    /// Runs the `/init` workload `test` (`checksum`, `poweroff`, `reboot`)
+    /// instead of the idle shell: adds `blink.test=<test>` to the bootargs.
+    pub fn linux_test(self, test: &str) -> Self {
+        self.append_bootargs(&format!("blink.test={test}"))
+    }
+
+    /// Appends options to the kernel command line (e.g. `loglevel=8`).
+    pub fn append_bootargs(mut self, extra: &str) -> Self {
+        let extra = extra.trim();
+        if !extra.is_empty() {
+            let args = self.bootargs.get_or_insert_with(String::new);
+            if !args.is_empty() {
+                args.push(' ');
+            }
+            args.push_str(extra);
+        }
+        self
     }
 
     pub fn mem_mib(mut self, mib: u64) -> Self {
@@ -526,6 +558,22 @@ mod tests {
         s.hypervisor = "/no/such/hypervisor.bin".into();
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("cargo xtask build"), "{err}");
+    }
+
+    #[test]
+    fn linux_vm_spec() {
+        let vm = VmSpec::linux("domU0").cpus(1).linux_test("checksum");
+        assert_eq!(vm.kernel, linux::kernel_image());
+        assert_eq!(vm.ramdisk, Some(linux::initramfs()));
+        assert_eq!((vm.mem_kib, vm.cpus), (256 * 1024, 1));
+        assert_eq!(
+            vm.bootargs.as_deref(),
+            Some(&*format!("{} blink.test=checksum", linux::BASE_BOOTARGS))
+        );
+        let vm = VmSpec::new("x", "k")
+            .append_bootargs(" quiet ")
+            .append_bootargs("");
+        assert_eq!(vm.bootargs.as_deref(), Some("quiet"));
     }
 
     #[test]

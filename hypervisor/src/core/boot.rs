@@ -1,6 +1,6 @@
 //! Bring-up: from the device tree to running VMs.
-use super::vm::Vm;
-use super::{console, heap, publish, sched, Hyp};
+use super::vm::{Vm, VmShape};
+use super::{console, heap, publish, rejuvenate, sched, Hyp};
 use crate::arch::aarch64::firmware::{self, Conduit};
 use crate::arch::aarch64::gic::{self, Gic, GIC, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK};
 use crate::arch::aarch64::{mmu, sysreg};
@@ -74,7 +74,9 @@ extern "C" {
 }
 
 #[no_mangle]
-extern "C" fn rust_primary_main(dtb_addr: usize) -> ! {
+extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) -> ! {
+    let t_entry = sysreg::counter();
+    let warm = magic == rejuvenate::WARM_MAGIC && handoff_addr == BOARD.handoff.0;
     console::init_early(BOARD.early_uart);
     heap::init();
     console::init_logger();
@@ -126,8 +128,41 @@ extern "C" fn rust_primary_main(dtb_addr: usize) -> ! {
     let (heap_used, heap_total) = heap::usage();
     info!("heap {} KiB of {} KiB in use, {} list registers", heap_used / 1024, heap_total / 1024, g.nr_lrs());
 
+    rejuvenate::CONDUIT.call_once(|| match (BOARD.cpu_start, info.psci) {
+        (platform::CpuStart::Psci, Some(PsciMethod::Smc)) => Some(Conduit::Smc),
+        (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Some(Conduit::Hvc),
+        _ => None,
+    });
     start_secondaries(&info, ncpus);
-    let vms = create_vms(dtb, dtb_addr as u64, &info, ncpus, g);
+    let gicv = match info.gic.regs {
+        GicRegs::V2 { gicv, .. } => Some(gicv.base),
+        GicRegs::V3 { .. } => None,
+    };
+    let mut resumed = None;
+    let vms = if warm {
+        hvprintln!("warm entry: handoff block at {:#x}", handoff_addr);
+        let result = rejuvenate::resume(handoff_addr, &info, g, ncpus, gicv);
+        // Whatever happens, this block is never used again.
+        rejuvenate::consume(handoff_addr);
+        rejuvenate::staged_is_self();
+        match result {
+            Ok((vms, ho)) => {
+                rejuvenate::GENERATION.store(ho.generation + 1, core::sync::atomic::Ordering::Relaxed);
+                for vm in &vms {
+                    hvprintln!("vm {} '{}': resumed, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.ram_size / MIB, vm.ram_pa, vm.vcpus.len());
+                }
+                resumed = Some((ho, sysreg::counter()));
+                vms
+            }
+            Err(e) => {
+                error!("handoff block refused: {}; cold-booting the VMs from their configuration", e);
+                create_vms(dtb, dtb_addr as u64, &info, ncpus, g, gicv)
+            }
+        }
+    } else {
+        rejuvenate::stage_self();
+        create_vms(dtb, dtb_addr as u64, &info, ncpus, g, gicv)
+    };
     let uart_intid = info.uart.intid();
     if let Some(i) = uart_intid {
         g.route_spi(i, 0);
@@ -142,10 +177,26 @@ extern "C" fn rust_primary_main(dtb_addr: usize) -> ! {
             info!("vm {} '{}': owns physical interrupt {}", vm.id, vm.name, intid);
         }
     }
-    console::attach_vms(&vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), info.uart.base as usize);
-    let h = publish(Hyp { vms, ncpus, uart_intid });
-    for vm in &h.vms {
-        hvprintln!("vm {} '{}': started", vm.id, vm.name);
+    // After a warm reload, input stays with the shell `rejuvenate` was typed in.
+    console::attach_vms(&vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), resumed.is_some());
+    let h = publish(Hyp {
+        vms,
+        ncpus,
+        uart_intid,
+        online: core::sync::atomic::AtomicUsize::new(0),
+        cpu_mpidrs: mpidrs.clone(),
+        dtb: dtb_addr as u64,
+    });
+    match resumed {
+        Some((ho, t_parsed)) => rejuvenate::report(
+            &ho,
+            &[("new_image_entry", t_entry), ("handoff_parsed", t_parsed), ("resumed", sysreg::counter())],
+        ),
+        None => {
+            for vm in &h.vms {
+                hvprintln!("vm {} '{}': started", vm.id, vm.name);
+            }
+        }
     }
     if h.vms.is_empty() {
         error!("no VM to run; the hypervisor console stays available");
@@ -182,7 +233,7 @@ extern "C" fn rust_secondary_main(index: usize) -> ! {
     sched::cpu_loop(index)
 }
 
-fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic) -> Vec<Vm> {
+fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic, gicv: Option<u64>) -> Vec<Vm> {
     let (hyp_base, hyp_size) = BOARD.hyp_region;
     let mut reserved = info.reserved.clone();
     reserved.push(Region::new(hyp_base, hyp_size));
@@ -212,10 +263,6 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic)
             let _ = free.remove(s);
         }
     }
-    let gicv = match info.gic.regs {
-        GicRegs::V2 { gicv, .. } => Some(gicv.base),
-        GicRegs::V3 { .. } => None,
-    };
     let mut vms = Vec::new();
     let mut next_pcpu = 0;
     for cfg in &parsed.vms {
@@ -231,9 +278,21 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic)
         };
         let pcpus: Vec<usize> = (0..cfg.vcpus).map(|i| (next_pcpu + i) % ncpus).collect();
         let id = vms.len();
-        let vgic = Vgic::new(g.version(), cfg.vcpus, g.nr_lrs());
-        match Vm::create(id, cfg, base, gicv, vgic, &pcpus) {
-            Ok((vm, place)) => {
+        let shape = VmShape {
+            id,
+            name: cfg.name.clone(),
+            ram_pa: base,
+            ram_size: cfg.memory,
+            vcpus: cfg.vcpus,
+            passthrough: &cfg.passthrough,
+            gicv,
+            vgic: Vgic::new(g.version(), cfg.vcpus, g.nr_lrs()),
+            uart: vmm::vpl011::Pl011::new(),
+            cntvoff: sysreg::counter(),
+            pcpus: &pcpus,
+        };
+        match Vm::build(shape).and_then(|vm| vm.load_images(cfg, g.version()).map(|start| (vm, start))) {
+            Ok((vm, (entry, dtb))) => {
                 hvprintln!(
                     "vm {} '{}': {} MiB at {:#x}, {} vCPUs",
                     id,
@@ -242,7 +301,7 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic)
                     base,
                     cfg.vcpus
                 );
-                vm.vcpus[0].request_on(place.kernel_ipa, place.dtb_ipa);
+                vm.vcpus[0].request_on(entry, dtb);
                 next_pcpu = (next_pcpu + cfg.vcpus) % ncpus;
                 vms.push(vm);
             }

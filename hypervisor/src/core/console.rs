@@ -44,10 +44,14 @@ pub fn write_fmt(args: core::fmt::Arguments) {
 
 /// Switch to multiplexed output once the VMs exist, and take input from the
 /// UART's receive interrupt.
-pub fn attach_vms(names: &[&str], _uart_base: usize) {
+pub fn attach_vms(names: &[&str], focus_shell: bool) {
     let mut guard = CONSOLE.lock();
     if let Some(c) = guard.as_mut() {
-        c.mux = Some(ConsoleMux::new(names));
+        let mut mux = ConsoleMux::new(names);
+        if focus_shell {
+            mux.set_focus(Focus::Hypervisor);
+        }
+        c.mux = Some(mux);
         c.uart.enable_rx_interrupt();
     }
 }
@@ -66,6 +70,17 @@ pub fn vm_idle(vm: usize) {
     let mut guard = CONSOLE.lock();
     if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
         mux.flush_focused(vm, &mut |b| uart.write_raw(b));
+    }
+}
+
+/// Print every VM's pending partial line (before a reload: nothing the
+/// guests wrote is lost).
+pub fn flush_all() {
+    let mut guard = CONSOLE.lock();
+    if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
+        for vm in 0..mux.vm_count() {
+            mux.flush_vm(vm, &mut |b| uart.write_raw(b));
+        }
     }
 }
 

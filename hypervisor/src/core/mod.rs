@@ -3,6 +3,7 @@ pub mod boot;
 pub mod console;
 pub mod exit;
 pub mod heap;
+pub mod rejuvenate;
 pub mod sched;
 pub mod shell;
 pub mod vcpu;
@@ -18,6 +19,12 @@ pub struct Hyp {
     pub ncpus: usize,
     /// INTID of the console UART's interrupt, if it has one.
     pub uart_intid: Option<u32>,
+    /// CPUs that reached their run loop (a reload waits for all of them).
+    pub online: core::sync::atomic::AtomicUsize,
+    /// MPIDR of each logical CPU.
+    pub cpu_mpidrs: Vec<u64>,
+    /// The host device tree, passed on to the next image.
+    pub dtb: u64,
 }
 
 static HYP: Once<Hyp> = Once::new();

@@ -9,7 +9,7 @@
 use super::exit::{handle_sync, Next};
 use super::vcpu::Vcpu;
 use super::vm::{Vm, VmState};
-use super::{console, hyp};
+use super::{console, hyp, rejuvenate};
 use crate::arch::aarch64::gic::{gic, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK, SPURIOUS};
 use crate::arch::aarch64::regs::{run_guest, ExitKind};
 use crate::arch::aarch64::sysreg::{counter, counter_freq, isb, wfi};
@@ -40,7 +40,17 @@ pub fn cpu_loop(index: usize) -> ! {
         .flat_map(|vm| vm.vcpus.iter().filter(|v| v.pcpu == index).map(move |v| (vm, v)))
         .collect();
     let mut cpu = Cpu { index, mine, next: 0, slice_over: false };
+    h.online.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
     loop {
+        if rejuvenate::requested() {
+            // Every vCPU of this CPU is unloaded (saved) at this point.
+            if index == 0 {
+                rejuvenate::perform(h.dtb);
+            } else {
+                rejuvenate::park();
+            }
+            continue;
+        }
         match cpu.pick() {
             Some(i) => {
                 cpu.next = i + 1;
@@ -143,7 +153,7 @@ impl Cpu {
                     Next::Leave
                 }
             };
-            if vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On {
+            if vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On || rejuvenate::requested() {
                 break;
             }
             match next {
@@ -163,6 +173,11 @@ impl Cpu {
                     // loaded, its virtual timer armed in the hardware.
                     wfi();
                     self.handle_irqs(Some((vm, v)));
+                    if rejuvenate::requested() {
+                        // Leave as if the WFI completed: the guest resumes
+                        // after it, which WFI semantics allow.
+                        break;
+                    }
                 }
             }
             if shared && self.slice_over {

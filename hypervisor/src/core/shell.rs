@@ -25,7 +25,11 @@ pub fn input(byte: u8) {
 fn run(cmd: &str) {
     match cmd {
         "" => {}
-        "help" => hvprintln!("commands: help, status, debug-fault (test the EL2 fault report: stops this CPU)"),
+        "help" => hvprintln!(
+            "commands: help, status, rejuvenate (warm reload: VMs keep running), debug-fault (test the EL2 fault report: stops this CPU)"
+        ),
+        "rejuvenate" => super::rejuvenate::request(),
+        "debug-rejuvenate-corrupt" => super::rejuvenate::request_corrupted(),
         "status" => status(),
         "debug-fault" => debug_fault(),
         other => hvprintln!("unknown command '{}' (try 'help')", other),
@@ -36,7 +40,14 @@ pub fn status() {
     let h = hyp();
     let (used, total) = heap::usage();
     let secs = counter() / counter_freq();
-    hvprintln!("uptime {} s, heap {} KiB used of {} KiB, {} CPUs", secs, used / 1024, total / 1024, h.ncpus);
+    hvprintln!(
+        "uptime {} s, generation {}, heap {} KiB used of {} KiB, {} CPUs",
+        secs,
+        super::rejuvenate::GENERATION.load(core::sync::atomic::Ordering::Relaxed),
+        used / 1024,
+        total / 1024,
+        h.ncpus
+    );
     for vm in &h.vms {
         hvprintln!("vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.state(), vm.ram_size >> 20, vm.ram_pa, vm.vcpus.len());
     }

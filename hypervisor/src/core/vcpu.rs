@@ -76,6 +76,25 @@ impl Vcpu {
         self.power.compare_exchange(POWER_OFF, POWER_ON_PENDING, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
+    /// Entry point and context of the last power-on request.
+    pub fn boot_request(&self) -> (u64, u64) {
+        *self.boot.lock()
+    }
+
+    /// Put back a vCPU as a handoff block describes it.
+    pub fn restore(&self, power: PowerState, boot: (u64, u64), state: VcpuState) {
+        *self.boot.lock() = boot;
+        *self.state.lock() = state;
+        self.power.store(
+            match power {
+                PowerState::On => POWER_ON,
+                PowerState::OnPending => POWER_ON_PENDING,
+                PowerState::Off => POWER_OFF,
+            },
+            Ordering::Release,
+        );
+    }
+
     pub fn set_off(&self) {
         self.power.store(POWER_OFF, Ordering::Release);
     }

@@ -1,13 +1,14 @@
 //! A virtual machine: its memory, stage-2 tables, virtual GIC, console
-//! UART and vCPUs. VMs are created once at boot and live for the life of
-//! the hypervisor image.
+//! UART and vCPUs. A VM is built either from its configuration (cold boot:
+//! images copied into its RAM) or from a handoff block (warm reload: its RAM
+//! is left exactly as it is).
 use super::vcpu::Vcpu;
 use crate::arch::aarch64::cache;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::Mutex;
-use vmm::config::VmConfig;
+use vmm::config::{Passthrough, VmConfig};
 use vmm::layout;
 use vmm::stage2::{MemKind, Stage2Tables};
 use vmm::vgic::Vgic;
@@ -32,6 +33,8 @@ pub struct Vm {
     pub vgic: Mutex<Vgic>,
     pub uart: Mutex<Pl011>,
     pub vcpus: Vec<Vcpu>,
+    /// Host devices this VM owns.
+    pub passthrough: Vec<Passthrough>,
     /// Physical SPIs of passed-through devices, delivered to this VM.
     pub passthrough_intids: Vec<u32>,
     state: AtomicU8,
@@ -48,27 +51,30 @@ fn kernel_offset(image: &[u8]) -> u64 {
     }
 }
 
-pub struct Placement {
-    pub kernel_ipa: u64,
-    pub dtb_ipa: u64,
+/// Everything a VM is made of except the contents of its RAM.
+pub struct VmShape<'a> {
+    pub id: usize,
+    pub name: String,
+    pub ram_pa: u64,
+    pub ram_size: u64,
+    pub vcpus: usize,
+    pub passthrough: &'a [Passthrough],
+    /// Host GICV frame, mapped at the guest's GICC address (GICv2 only).
+    pub gicv: Option<u64>,
+    pub vgic: Vgic,
+    pub uart: Pl011,
+    pub cntvoff: u64,
+    pub pcpus: &'a [usize],
 }
 
 impl Vm {
-    /// Build a VM from its configuration with RAM at host `ram_pa`; copies
-    /// the kernel (and ramdisk) into it and writes its device tree.
-    pub fn create(
-        id: usize,
-        cfg: &VmConfig,
-        ram_pa: u64,
-        gicv: Option<u64>,
-        vgic: Vgic,
-        pcpus: &[usize],
-    ) -> Result<(Self, Placement), String> {
-        let size = cfg.memory;
+    /// Build a VM around RAM it already has: stage-2 tables, devices,
+    /// vCPUs (all off). Nothing in guest RAM is read or written.
+    pub fn build(shape: VmShape<'_>) -> Result<Self, String> {
         let mut s2 = Stage2Tables::new();
-        s2.map(layout::RAM_BASE, ram_pa, size, MemKind::Ram)
+        s2.map(layout::RAM_BASE, shape.ram_pa, shape.ram_size, MemKind::Ram)
             .map_err(|e| alloc::format!("stage-2 mapping of RAM failed: {e:?}"))?;
-        for dev in &cfg.passthrough {
+        for dev in shape.passthrough {
             for r in &dev.regions {
                 // Identity-mapped: the guest's device tree names the host
                 // address, so the guest driver needs no translation.
@@ -76,10 +82,34 @@ impl Vm {
                     .map_err(|e| alloc::format!("stage-2 mapping of {} failed: {e:?}", dev.path))?;
             }
         }
-        if let Some(gicv) = gicv {
+        if let Some(gicv) = shape.gicv {
             s2.map(layout::GICC_BASE, gicv, layout::GICC_SIZE, MemKind::Device)
                 .map_err(|e| alloc::format!("stage-2 mapping of GICV failed: {e:?}"))?;
         }
+        let vmid = (shape.id + 1) as u8;
+        Ok(Vm {
+            id: shape.id,
+            name: shape.name,
+            ram_pa: shape.ram_pa,
+            ram_size: shape.ram_size,
+            vttbr: vmm::stage2::vttbr(s2.root_pa(), vmid),
+            cntvoff: shape.cntvoff,
+            vgic: Mutex::new(shape.vgic),
+            uart: Mutex::new(shape.uart),
+            vcpus: (0..shape.vcpus).map(|i| Vcpu::new(i, shape.pcpus[i])).collect(),
+            passthrough: shape.passthrough.to_vec(),
+            passthrough_intids: shape.passthrough.iter().flat_map(|d| d.intids.iter().copied()).collect(),
+            state: AtomicU8::new(VmState::Running as u8),
+            _stage2: s2,
+        })
+    }
+
+    /// Cold boot: copy the kernel (and ramdisk) from their modules into the
+    /// VM's RAM, write its device tree, and return where vCPU 0 starts
+    /// (entry, device tree IPA).
+    pub fn load_images(&self, cfg: &VmConfig, version: vmm::vgic::Version) -> Result<(u64, u64), String> {
+        let size = self.ram_size;
+        let ram_pa = self.ram_pa;
         // SAFETY: the module regions were checked by the configuration parser
         // to lie in host RAM and outside every reserved region; they are
         // identity-mapped and nothing writes them.
@@ -90,7 +120,7 @@ impl Vm {
         let mut initrd = None;
         let mut top = dtb_off;
         if let Some(rd) = cfg.ramdisk {
-            let rd_off = (dtb_off - rd.size) & !0xfff;
+            let rd_off = dtb_off.checked_sub(rd.size).map(|o| o & !0xfff).unwrap_or(0);
             if rd_off < koff + kernel.len() as u64 {
                 return Err(alloc::format!("memory too small for kernel + ramdisk ({} MiB)", size >> 20));
             }
@@ -106,7 +136,7 @@ impl Vm {
             ram_base: layout::RAM_BASE,
             ram_size: size,
             vcpus: cfg.vcpus,
-            gic: match vgic.version {
+            gic: match version {
                 vmm::vgic::Version::V2 => vmm::guest_fdt::GicVersion::V2,
                 vmm::vgic::Version::V3 => vmm::guest_fdt::GicVersion::V3,
             },
@@ -119,25 +149,10 @@ impl Vm {
             return Err("guest device tree larger than 2 MiB".into());
         }
         copy_into(ram_pa + dtb_off, fdt.as_ptr() as u64, fdt.len() as u64);
-        cache::clean_to_poc(ram_pa, size.min(top.max(dtb_off + fdt.len() as u64)));
+        // The guest starts with its MMU (and so its caches) off.
+        cache::clean_to_poc(ram_pa, size);
         cache::invalidate_icache();
-
-        let vmid = (id + 1) as u8;
-        let vm = Vm {
-            id,
-            name: cfg.name.clone(),
-            ram_pa,
-            ram_size: size,
-            vttbr: vmm::stage2::vttbr(s2.root_pa(), vmid),
-            cntvoff: crate::arch::aarch64::sysreg::counter(),
-            vgic: Mutex::new(vgic),
-            uart: Mutex::new(Pl011::new()),
-            vcpus: (0..cfg.vcpus).map(|i| Vcpu::new(i, pcpus[i])).collect(),
-            passthrough_intids: cfg.passthrough.iter().flat_map(|d| d.intids.iter().copied()).collect(),
-            state: AtomicU8::new(VmState::Running as u8),
-            _stage2: s2,
-        };
-        Ok((vm, Placement { kernel_ipa: layout::RAM_BASE + koff, dtb_ipa: layout::RAM_BASE + dtb_off }))
+        Ok((layout::RAM_BASE + koff, layout::RAM_BASE + dtb_off))
     }
 
     pub fn state(&self) -> VmState {

@@ -15,9 +15,13 @@ _start:
     .ascii  "ARM\x64"               // magic
     .word   0                       // reserved
 
-// x0 = physical address of the device tree (boot protocol).
+// x0 = physical address of the device tree (boot protocol). A warm reload
+// (see core/rejuvenate.rs) also passes x1 = handoff block address and
+// x2 = WARM_MAGIC; a boot loader passes zero in both.
 primary_entry:
     mov     x19, x0
+    mov     x21, x1
+    mov     x22, x2
     mov     x20, #0                 // logical CPU index 0
     mrs     x1, CurrentEL
     cmp     x1, #(2 << 2)
@@ -31,6 +35,8 @@ primary_entry:
     b       1b
 2:  bl      cpu_common_setup
     mov     x0, x19
+    mov     x1, x21
+    mov     x2, x22
     bl      rust_primary_main
     b       halt
 

@@ -19,6 +19,18 @@ pub fn clean_to_poc(base: u64, len: u64) {
     super::sysreg::dsb_sy();
 }
 
+/// Clean and invalidate `[base, base+len)` to the point of coherency.
+pub fn clean_invalidate_to_poc(base: u64, len: u64) {
+    let line = dcache_line();
+    let mut a = base & !(line - 1);
+    while a < base + len {
+        // SAFETY: clean+invalidate writes dirty data back; contents unchanged.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    super::sysreg::dsb_sy();
+}
+
 pub fn invalidate_icache() {
     // SAFETY: invalidating the instruction cache has no effect on data.
     unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };

@@ -20,6 +20,20 @@ macro_rules! el1_context {
             pub fn restore(&self) {
                 $(crate::write_sysreg!($reg, self.$reg);)*
             }
+
+            /// Register names, as stored in a handoff block.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($reg)),*];
+
+            /// (name, value) of every register.
+            pub fn named(&self) -> alloc::vec::Vec<(alloc::string::String, u64)> {
+                alloc::vec![$((alloc::string::String::from(stringify!($reg)), self.$reg)),*]
+            }
+
+            /// From (name, value) pairs; registers not given are zero (the
+            /// handoff reader has already refused blocks that lack one).
+            pub fn from_named(get: impl Fn(&str) -> Option<u64>) -> Self {
+                Self { $($reg: get(stringify!($reg)).unwrap_or(0),)* }
+            }
         }
     };
 }

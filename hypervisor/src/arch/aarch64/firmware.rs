@@ -15,3 +15,19 @@ pub fn cpu_on(conduit: Conduit, mpidr: u64, entry: u64, context: u64) -> Result<
         Conduit::Hvc => psci::cpu_on::<Hvc>(mpidr, entry, context),
     }
 }
+
+pub fn cpu_off(conduit: Conduit) -> Result<(), psci::Error> {
+    match conduit {
+        Conduit::Smc => psci::cpu_off::<Smc>(),
+        Conduit::Hvc => psci::cpu_off::<Hvc>(),
+    }
+}
+
+/// Whether the CPU with `mpidr` is off (PSCI AFFINITY_INFO at level 0).
+pub fn is_off(conduit: Conduit, mpidr: u64) -> bool {
+    let state = match conduit {
+        Conduit::Smc => psci::affinity_info::<Smc>(mpidr, psci::LowestAffinityLevel::All),
+        Conduit::Hvc => psci::affinity_info::<Hvc>(mpidr, psci::LowestAffinityLevel::All),
+    };
+    matches!(state, Ok(psci::AffinityState::Off))
+}

@@ -11,3 +11,4 @@ pub mod sysreg;
 
 core::arch::global_asm!(include_str!("boot.S"));
 core::arch::global_asm!(include_str!("vectors.S"));
+core::arch::global_asm!(include_str!("reload.S"));
