@@ -125,6 +125,49 @@ fn timer_keeps_firing(gic: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `reboot -f` in the guest ends in PSCI SYSTEM_RESET: the hypervisor
+/// restarts that VM alone from its images. Linux (`blink.test=reboot`
+/// reboots at every boot) comes back to /init five times in a row, with a new
+/// boot_id each time, while the heartbeat VM never restarts and keeps
+/// counting.
+fn reboot(gic: u32) -> anyhow::Result<()> {
+    const REBOOTS: usize = 5;
+    require_linux()?;
+    require_images(&["heartbeat"])?;
+    let mut run = start_linux(&machine(
+        gic,
+        [
+            VmSpec::linux("domU0").cpus(2).linux_test("reboot"),
+            VmSpec::guest("domU1", "heartbeat"),
+        ],
+    ))?;
+    run.fail_on(re(r"restart failed|cannot restart|powered off"));
+    let boot_id_re = re(r"^\[domU0\] init: boot_id=([0-9a-f-]{36})$");
+    let mut boot_ids = Vec::new();
+    for boot in 1..=REBOOTS + 1 {
+        run.expect(&re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"), LINUX_DEADLINE)?;
+        let line = run.expect(&boot_id_re, LINUX_DEADLINE)?;
+        boot_ids.push(boot_id_re.captures(&line).expect("matched")[1].to_string());
+        if boot <= REBOOTS {
+            run.expect(&re(r"^\[domU0\] init: rebooting$"), LINUX_DEADLINE)?;
+            run.expect(&re(r"^\[hv\] vm 0 'domU0': reset requested, restarting$"), LINUX_DEADLINE)?;
+            run.expect(&re(&format!(r"^\[hv\] vm 0 'domU0': restarted \(boot {}\)$", boot + 1)), LINUX_DEADLINE)?;
+        }
+    }
+    let mut unique = boot_ids.clone();
+    unique.sort();
+    unique.dedup();
+    check!(run, unique.len() == boot_ids.len(), "boot_id repeated across reboots: {boot_ids:?}");
+    // The other VM was never restarted and kept counting throughout.
+    run.expect(&heartbeat("domU1"), LINUX_DEADLINE)?;
+    let lines = run.lines();
+    let ns: Vec<u64> = lines.iter().filter_map(|l| heartbeat_n("domU1", l)).collect();
+    check!(run, ns.windows(2).all(|w| w[1] > w[0]), "domU1's heartbeat did not keep counting: {ns:?}");
+    let starts = lines.iter().filter(|l| l.starts_with("[domU1] heartbeat: start")).count();
+    check!(run, starts == 1, "domU1 restarted ({starts} start lines)");
+    Ok(())
+}
+
 mod init {
     use super::*;
     on_both_gics!(reaches_init);
@@ -143,6 +186,11 @@ mod poweroff {
 mod timer {
     use super::*;
     on_both_gics!(timer_keeps_firing);
+}
+
+mod reboot {
+    use super::*;
+    on_both_gics!(reboot);
 }
 
 #[test]

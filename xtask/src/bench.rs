@@ -74,6 +74,267 @@ pub fn exits() -> Result<()> {
     Ok(())
 }
 
+/// Guest RAM sizes of `bench reload`, MiB. The test guests map guest RAM
+/// 0x4000_0000..0xC000_0000 (guests/src/rt/boot.rs), so 2 GiB is the most a
+/// heartbeat guest can have.
+const RELOAD_RAM_MIB: [u64; 4] = [64, 256, 1024, 2048];
+/// Machine CPUs: 1 (the reload path alone) and 2 (plus the hand-shakes with
+/// a secondary CPU: park, PSCI CPU_OFF, CPU_ON).
+const RELOAD_CPUS: [u32; 2] = [1, 2];
+/// Warm reloads per configuration (the table shows their median).
+const RELOADS: usize = 3;
+/// Generous: in icount mode a guest second is a billion TCG instructions.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One configuration's figures, all in microseconds of counter time unless
+/// named otherwise.
+struct ReloadResult {
+    /// Largest gap of the heartbeat guest's virtual counter in its first
+    /// report after each reload: the blackout as the guest sees it.
+    blackout_us: Vec<u64>,
+    /// The hypervisor's "VMs paused for" figure of each reload.
+    paused_us: Vec<u64>,
+    /// The hypervisor's phase list of each reload ("a->b N us").
+    phases: Vec<String>,
+    /// `reboot` command -> new image entered (counter).
+    cold_to_entry_us: u64,
+    /// `reboot` command -> heartbeat guest's main() running (counter).
+    cold_us: u64,
+    /// `reboot` line -> heartbeat start line, host clock, milliseconds.
+    cold_host_ms: f64,
+}
+
+fn median(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+fn heartbeat_after(lines: &[String], from: usize, re: &Regex) -> Option<(usize, u64, u64)> {
+    lines[from..].iter().enumerate().find_map(|(i, l)| {
+        let c = re.captures(l)?;
+        Some((from + i, c[1].parse().ok()?, c[2].parse().ok()?))
+    })
+}
+
+fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
+    let mode = if icount { "icount" } else { "wall-clock" };
+    // GICv3. With 2 CPUs the reload also parks and powers off a secondary,
+    // as on a real machine; with 1 it shows the path's own cost. Machine
+    // RAM leaves room for the hypervisor region and the modules below the VM.
+    let mut s = Scenario::new(3).smp(cpus).vm(VmSpec::guest("domU0", "heartbeat").mem_mib(ram_mib));
+    s.mem_mib = ram_mib + 1024;
+    s.icount = icount;
+    let mut run = QemuRun::start(&s)?;
+    run.fail_on(Regex::new(r"FATAL|PANIC|\] ERROR")?);
+    let beat = Regex::new(r"^\[domU0\] heartbeat: n=(\d+) count=\d+ max_gap_us=(\d+) ")?;
+    run.expect(&Regex::new(r"^\[domU0\] heartbeat: n=2 ")?, RELOAD_TIMEOUT)
+        .with_context(|| format!("heartbeat guest with {ram_mib} MiB ({mode}) did not start counting"))?;
+    run.send(b"\x1dh")?;
+    run.expect("console input now goes to the hypervisor shell", RELOAD_TIMEOUT)?;
+    let reload_line = Regex::new(r"^\[hv\] reload: generation (\d+), 1 VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;(.*)$")?;
+    let mut r = ReloadResult {
+        blackout_us: Vec::new(),
+        paused_us: Vec::new(),
+        phases: Vec::new(),
+        cold_to_entry_us: 0,
+        cold_us: 0,
+        cold_host_ms: 0.0,
+    };
+    for generation in 1..=RELOADS {
+        run.send(b"rejuvenate\r")?;
+        let l = run.expect(&reload_line, RELOAD_TIMEOUT)
+            .with_context(|| format!("reload {generation} with {ram_mib} MiB ({mode}) did not finish"))?;
+        let c = reload_line.captures(&l).context("reload line")?;
+        if c[1].parse::<usize>()? != generation {
+            bail!("expected generation {generation}: {l}");
+        }
+        r.paused_us.push(c[2].parse()?);
+        r.phases.push(c[3].trim().to_string());
+        // The first report after the resume covers the interval that
+        // contains the blackout.
+        let from = run.cursor();
+        let (_, _, gap) = run.wait_until(RELOAD_TIMEOUT, "a heartbeat after the reload", |lines| heartbeat_after(lines, from, &beat))?;
+        r.blackout_us.push(gap);
+    }
+    // Cold baseline. The system counter keeps running across the reset
+    // (QEMU's virtual clock is not reset), so counter values of the old and
+    // the new boot can be subtracted.
+    run.send(b"reboot\r")?;
+    let reboot_line = Regex::new(r"^\[hv\] reboot: resetting the machine \(cold reboot\) at counter (\d+)$")?;
+    let l = run.expect(&reboot_line, RELOAD_TIMEOUT)?;
+    let t_host = std::time::Instant::now();
+    let t_reboot: u64 = reboot_line.captures(&l).context("reboot line")?[1].parse()?;
+    let cold_line = Regex::new(r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+)\]$")?;
+    let l = run.expect(&cold_line, RELOAD_TIMEOUT).context("the machine did not boot again after `reboot`")?;
+    let c = cold_line.captures(&l).context("cold boot line")?;
+    let (t_entry, cntvoff): (u64, u64) = (c[1].parse()?, c[2].parse()?);
+    let start_line = Regex::new(r"^\[domU0\] heartbeat: start cntfrq=(\d+) counter=(\d+)$")?;
+    let l = run.expect(&start_line, RELOAD_TIMEOUT)?;
+    r.cold_host_ms = t_host.elapsed().as_secs_f64() * 1e3;
+    let c = start_line.captures(&l).context("heartbeat start line")?;
+    let (freq, guest_start): (u64, u64) = (c[1].parse()?, c[2].parse()?);
+    if t_entry < t_reboot {
+        bail!("the system counter went back across the reset ({t_reboot} -> {t_entry}): the cold path cannot be measured in counter time");
+    }
+    let us = |ticks: u64| ticks * 1_000_000 / freq.max(1);
+    r.cold_to_entry_us = us(t_entry - t_reboot);
+    // The guest's virtual counter is the system counter minus its VM's
+    // offset, so offset + its counter at the start line is when the guest
+    // reached its workload, in system-counter time.
+    r.cold_us = us(cntvoff + guest_start - t_reboot);
+    // The guest is back at work only once it reports again.
+    run.expect(&Regex::new(r"^\[domU0\] heartbeat: n=1 ")?, RELOAD_TIMEOUT)?;
+    Ok(r)
+}
+
+/// Warm reload against cold reboot, for guest RAM of 64 MiB .. 2 GiB, on 1
+/// and 2 CPUs, in icount and wall-clock mode.
+pub fn reload() -> Result<()> {
+    images::require_hypervisor_image()?;
+    images::require_guest_image("heartbeat")?;
+    let mut results: BTreeMap<(u32, bool, u64), ReloadResult> = BTreeMap::new();
+    for cpus in RELOAD_CPUS {
+        for icount in [true, false] {
+            for ram in RELOAD_RAM_MIB {
+                let mode = if icount { "icount" } else { "wall-clock" };
+                eprintln!("bench reload: {cpus} CPUs, {ram} MiB guest, {mode} ...");
+                let r = reload_run(cpus, ram, icount)?;
+                eprintln!(
+                    "bench reload: {cpus} CPUs, {ram} MiB {mode}: blackouts {:?} us, paused {:?} us, cold {} us",
+                    r.blackout_us, r.paused_us, r.cold_us
+                );
+                results.insert((cpus, icount, ram), r);
+            }
+        }
+    }
+    let mut t = String::new();
+    writeln!(t, "\nWarm reload (rejuvenate) vs cold reboot: heartbeat guest as the only VM, GICv3, {RELOADS} reloads each")?;
+    writeln!(t, "  blackout  largest gap of the guest's virtual counter in its first report after a reload (median of {RELOADS}):")?;
+    writeln!(t, "            the time the guest did not run, as the guest itself sees it")?;
+    writeln!(t, "  paused    the hypervisor's own figure, all vCPUs stopped -> VMs resumed (median)")?;
+    writeln!(t, "  cold      `reboot` (PSCI SYSTEM_RESET) -> heartbeat guest's main() running again, in system-counter time,")?;
+    writeln!(t, "            which runs on across the reset: VM's counter offset + guest's counter at its start line - counter")?;
+    writeln!(t, "            at `reboot`; reset->entry is the part until the new hypervisor image runs")?;
+    writeln!(t, "  cold host host clock between the `reboot` line and the guest's start line as read by xtask")?;
+    writeln!(t, "  icount: -icount shift=0, 1 us of counter time = 1000 instructions, deterministic; wall: TCG, noisy\n")?;
+    for (cpus, icount) in RELOAD_CPUS.iter().flat_map(|c| [(*c, true), (*c, false)]) {
+        let mode = if icount { "icount (us of guest time = 1000 insns)" } else { "wall-clock (us)" };
+        writeln!(t, "{cpus} CPU(s), {mode}")?;
+        writeln!(
+            t,
+            "{:>8} {:>12} {:>10} {:>14} {:>12} {:>12} {:>12}",
+            "RAM", "blackout us", "paused us", "reset->entry", "cold us", "cold÷warm", "cold host ms"
+        )?;
+        for ram in RELOAD_RAM_MIB {
+            let r = &results[&(cpus, icount, ram)];
+            let warm = median(&r.blackout_us);
+            writeln!(
+                t,
+                "{:>8} {:>12} {:>10} {:>14} {:>12} {:>12.1} {:>12.0}",
+                format!("{ram} MiB"),
+                warm,
+                median(&r.paused_us),
+                r.cold_to_entry_us,
+                r.cold_us,
+                r.cold_us as f64 / warm.max(1) as f64,
+                r.cold_host_ms
+            )?;
+        }
+        let b = |ram| median(&results[&(cpus, icount, ram)].blackout_us).max(1) as f64;
+        writeln!(t, "blackout 2 GiB ÷ 64 MiB: {:.2}", b(2048) / b(64))?;
+        writeln!(t, "phases of each reload (hypervisor timestamps):")?;
+        for ram in RELOAD_RAM_MIB {
+            for (i, p) in results[&(cpus, icount, ram)].phases.iter().enumerate() {
+                writeln!(t, "  {ram:>4} MiB #{}: {p}", i + 1)?;
+            }
+        }
+        writeln!(t)?;
+    }
+    print!("{t}");
+    let dir = crate::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("reload.txt"), &t)?;
+    let xs: Vec<String> = RELOAD_RAM_MIB.iter().map(|m| if *m >= 1024 { format!("{} GiB", m / 1024) } else { format!("{m} MiB") }).collect();
+    let series = |cpus: u32, icount: bool, cold: bool| -> Vec<f64> {
+        RELOAD_RAM_MIB
+            .iter()
+            .map(|ram| {
+                let r = &results[&(cpus, icount, *ram)];
+                (if cold { r.cold_us } else { median(&r.blackout_us) }) as f64
+            })
+            .collect()
+    };
+    let svg = log_line_chart(
+        "Guest blackout: warm reload vs cold reboot (us, log scale)",
+        &xs,
+        &[
+            ("cold, 1 CPU, icount".into(), "#b03a2e", series(1, true, true)),
+            ("cold, 1 CPU, wall".into(), "#e59866", series(1, false, true)),
+            ("warm, 1 CPU, icount".into(), "#1f618d", series(1, true, false)),
+            ("warm, 1 CPU, wall".into(), "#7fb3d5", series(1, false, false)),
+            ("warm, 2 CPUs, icount".into(), "#1e8449", series(2, true, false)),
+            ("warm, 2 CPUs, wall".into(), "#82e0aa", series(2, false, false)),
+        ],
+    );
+    let path = dir.join("reload.svg");
+    std::fs::write(&path, svg)?;
+    println!("wrote {} and {}", dir.join("reload.txt").display(), path.display());
+    Ok(())
+}
+
+/// Lines over a shared x axis of labels, y on a log10 scale (the figures
+/// compared span several decades), as a standalone SVG document.
+pub fn log_line_chart(title: &str, xs: &[String], series: &[(String, &str, Vec<f64>)]) -> String {
+    let (w, h, left, right, bottom, top) = (680.0, 400.0, 70.0, 190.0, 340.0, 40.0);
+    let vals = series.iter().flat_map(|s| s.2.iter().copied()).filter(|v| *v > 0.0);
+    let lo = vals.clone().fold(f64::INFINITY, f64::min).max(1e-3).log10().floor();
+    let hi = vals.fold(1.0, f64::max).log10().ceil().max(lo + 1.0);
+    let y = |v: f64| bottom - (bottom - top) * ((v.max(1e-3).log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
+    let step = (w - left - right) / (xs.len().max(2) - 1) as f64;
+    let x = |i: usize| left + step * i as f64;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="22" text-anchor="middle" font-size="15">{title}</text>
+<line x1="{left}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="black"/>
+<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="black"/>
+"#,
+        w / 2.0,
+        w - right
+    );
+    for d in lo as i32..=hi as i32 {
+        let yy = y(10f64.powi(d));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">1e{d}</text>"##,
+            w - right,
+            left - 6.0,
+            yy + 4.0
+        );
+    }
+    for (i, label) in xs.iter().enumerate() {
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{label}</text>"#, x(i), bottom + 18.0);
+    }
+    for (k, (name, color, v)) in series.iter().enumerate() {
+        let pts: Vec<String> = v.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect();
+        let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#, pts.join(" "));
+        for (i, val) in v.iter().enumerate() {
+            let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{val:.0}</title></circle>"#, x(i), y(*val));
+        }
+        let ly = top + 10.0 + 18.0 * k as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{}" y="{ly}" width="12" height="12" fill="{color}"/><text x="{}" y="{}">{name}</text>"#,
+            w - right + 12.0,
+            w - right + 28.0,
+            ly + 10.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 /// A grouped bar chart (two series) as a standalone SVG document.
 pub fn bar_chart(title: &str, series: (&str, &str), bars: &[(String, f64, f64)]) -> String {
     let (w, h, left, bottom, top) = (640.0, 360.0, 60.0, 300.0, 40.0);
@@ -129,5 +390,23 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<rect").count(), 1 + 4 + 2);
         assert!(svg.contains(">20<") && svg.contains(">x<"));
+    }
+
+    #[test]
+    fn log_line_chart_has_every_series_and_decade() {
+        let xs = vec!["a".to_string(), "b".to_string()];
+        let svg = super::log_line_chart("t", &xs, &[("s1".into(), "red", vec![10.0, 1000.0]), ("s2".into(), "blue", vec![5.0, 5.0])]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 4);
+        // 5 .. 1000 spans the decades 1e0 .. 1e3.
+        assert!(svg.contains(">1e0<") && svg.contains(">1e3<") && !svg.contains(">1e4<"));
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(super::median(&[5, 1, 3]), 3);
+        assert_eq!(super::median(&[4, 1]), 4);
+        assert_eq!(super::median(&[]), 0);
     }
 }

@@ -48,9 +48,10 @@ enum Cmd {
         refresh: bool,
     },
     /// Measurements, printed as a table and plotted under target/bench/:
-    /// `exits` (cost of an HVC, an emulated MMIO access, a virtual interrupt).
+    /// `exits` (cost of an HVC, an emulated MMIO access, a virtual interrupt),
+    /// `reload` (warm-reload blackout vs cold reboot, guest RAM 64 MiB .. 2 GiB).
     Bench {
-        #[arg(value_parser = ["exits"])]
+        #[arg(value_parser = ["exits", "reload"])]
         what: String,
     },
 }
@@ -185,6 +186,7 @@ fn bench(what: &str) -> Result<ExitCode> {
     images::build()?;
     match what {
         "exits" => xtask::bench::exits()?,
+        "reload" => xtask::bench::reload()?,
         other => bail!("unknown benchmark {other}"),
     }
     Ok(ExitCode::SUCCESS)

@@ -146,8 +146,9 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) 
         rejuvenate::consume(handoff_addr);
         rejuvenate::staged_is_self();
         match result {
-            Ok((vms, ho)) => {
+            Ok((mut vms, ho)) => {
                 rejuvenate::GENERATION.store(ho.generation + 1, core::sync::atomic::Ordering::Relaxed);
+                attach_configs(&mut vms, dtb, dtb_addr as u64, &info);
                 for vm in &vms {
                     hvprintln!("vm {} '{}': resumed, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.ram_size / MIB, vm.ram_pa, vm.vcpus.len());
                 }
@@ -196,6 +197,17 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) 
             for vm in &h.vms {
                 hvprintln!("vm {} '{}': started", vm.id, vm.name);
             }
+            // For `cargo xtask bench reload`: the system counter runs on across
+            // a machine reset, so these against the `reboot` line's counter
+            // give the cold path's length; a guest's virtual counter counts
+            // from its VM's offset (creation), so offset + that counter is
+            // when the guest reached a point, in system-counter time.
+            info!(
+                "cold boot: image entered at counter {}, VMs started at counter {}, counter offsets {:?}",
+                t_entry,
+                sysreg::counter(),
+                h.vms.iter().map(|v| v.cntvoff).collect::<Vec<_>>()
+            );
         }
     }
     if h.vms.is_empty() {
@@ -233,12 +245,38 @@ extern "C" fn rust_secondary_main(index: usize) -> ! {
     sched::cpu_loop(index)
 }
 
-fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic, gicv: Option<u64>) -> Vec<Vm> {
+/// Memory nothing else may use: the board's, the hypervisor's, the device tree's.
+fn reserved_regions(dtb: &[u8], dtb_addr: u64, info: &HostInfo) -> Vec<Region> {
     let (hyp_base, hyp_size) = BOARD.hyp_region;
     let mut reserved = info.reserved.clone();
     reserved.push(Region::new(hyp_base, hyp_size));
     reserved.push(Region::new(dtb_addr & !0xfff, (dtb.len() as u64 + 0xfff) & !0xfff));
-    let limits = Limits { max_vcpus: vmm::layout::MAX_VCPUS, max_vms: 16, reserved: reserved.clone(), ram: info.ram.clone() };
+    reserved
+}
+
+fn vm_limits(reserved: &[Region], info: &HostInfo) -> Limits {
+    Limits { max_vcpus: vmm::layout::MAX_VCPUS, max_vms: 16, reserved: reserved.to_vec(), ram: info.ram.clone() }
+}
+
+/// Warm reload: the handoff block carries no configuration, but the host
+/// device tree (and the modules it names, which nothing overwrites) still
+/// describe the VMs; give each resumed VM the configuration of the same
+/// name and shape so that a later SYSTEM_RESET can reload its images.
+fn attach_configs(vms: &mut [Vm], dtb: &[u8], dtb_addr: u64, info: &HostInfo) {
+    let reserved = reserved_regions(dtb, dtb_addr, info);
+    let Ok(parsed) = parse_vms(dtb, &vm_limits(&reserved, info)) else { return };
+    for vm in vms.iter_mut() {
+        vm.config = parsed
+            .vms
+            .iter()
+            .find(|c| c.name == vm.name && c.memory == vm.ram_size && c.vcpus == vm.vcpus.len())
+            .cloned();
+    }
+}
+
+fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic, gicv: Option<u64>) -> Vec<Vm> {
+    let reserved = reserved_regions(dtb, dtb_addr, info);
+    let limits = vm_limits(&reserved, info);
     let parsed = match parse_vms(dtb, &limits) {
         Ok(p) => p,
         Err(e) => {
@@ -292,7 +330,8 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic,
             pcpus: &pcpus,
         };
         match Vm::build(shape).and_then(|vm| vm.load_images(cfg, g.version()).map(|start| (vm, start))) {
-            Ok((vm, (entry, dtb))) => {
+            Ok((mut vm, (entry, dtb))) => {
+                vm.config = Some(cfg.clone());
                 hvprintln!(
                     "vm {} '{}': {} MiB at {:#x}, {} vCPUs",
                     id,

@@ -15,6 +15,7 @@ use crate::arch::aarch64::regs::{run_guest, ExitKind};
 use crate::arch::aarch64::sysreg::{counter, counter_freq, isb, wfi};
 use crate::{read_sysreg, write_sysreg};
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 use log::warn;
 use vmm::vgic::LrState;
 
@@ -102,6 +103,14 @@ impl Cpu {
     }
 
     fn run(&mut self, vm: &'static Vm, v: &'static Vcpu) {
+        // Counted as loaded before checking that the VM still runs: a reset
+        // (begin_reset, then waiting for `loaded` to drop to zero) either
+        // sees this vCPU loaded or this check sees the reset.
+        vm.loaded.fetch_add(1, Ordering::SeqCst);
+        if vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On {
+            unloaded(vm);
+            return;
+        }
         let shared = self.mine.len() > 1;
         let mut st = v.state.lock();
         st.waiting = false;
@@ -173,9 +182,10 @@ impl Cpu {
                     // loaded, its virtual timer armed in the hardware.
                     wfi();
                     self.handle_irqs(Some((vm, v)));
-                    if rejuvenate::requested() {
+                    if rejuvenate::requested() || vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On {
                         // Leave as if the WFI completed: the guest resumes
-                        // after it, which WFI semantics allow.
+                        // after it, which WFI semantics allow (a stopped or
+                        // resetting VM does not resume at all).
                         break;
                     }
                 }
@@ -197,25 +207,21 @@ impl Cpu {
         // vCPU is leaving the CPU, so finish it here and keep it pending/
         // active for the guest as a purely virtual interrupt.
         for lr in st.vif.lrs.iter_mut().take(nr_lrs) {
-            let mut d = match g.version() {
-                vmm::vgic::Version::V2 => vmm::vgic::Lr::decode_v2(*lr as u32),
-                vmm::vgic::Version::V3 => vmm::vgic::Lr::decode_v3(*lr),
-            };
+            let mut d = g.decode_saved_lr(*lr);
             if let Some(p) = d.hw {
                 if d.state != LrState::Invalid {
                     g.deactivate(p);
                 }
                 d.hw = None;
-                *lr = match g.version() {
-                    vmm::vgic::Version::V2 => d.encode_v2() as u64,
-                    vmm::vgic::Version::V3 => d.encode_v3(),
-                };
+                *lr = g.encode_saved_lr(d);
             }
         }
         // Silence this vCPU's timer while it is not on the CPU.
         write_sysreg!(cntv_ctl_el0, 0);
         write_sysreg!(hcr_el2, 0);
         isb();
+        drop(st);
+        unloaded(vm);
     }
 
     /// Acknowledge and dispatch every pending physical interrupt.
@@ -263,10 +269,13 @@ impl Cpu {
                         super::exit::kick(vm, e);
                     }
                     Some(vm) => {
-                        // Its VM is stopped: keep the line quiet.
+                        // Its VM is stopped or restarting: keep the line
+                        // quiet (a restart enables it again).
                         g.enable(self.index, other, false);
                         g.deactivate(raw);
-                        warn!("vm {} '{}' is stopped: physical interrupt {} disabled", vm.id, vm.name, other);
+                        if vm.state() == VmState::Stopped {
+                            warn!("vm {} '{}' is stopped: physical interrupt {} disabled", vm.id, vm.name, other);
+                        }
                     }
                     None => {
                         g.deactivate(raw);
@@ -275,6 +284,14 @@ impl Cpu {
                 },
             }
         }
+    }
+}
+
+/// A vCPU of `vm` left this CPU. The last one out of a resetting VM
+/// restarts it, here, with nothing of the VM loaded anywhere.
+fn unloaded(vm: &Vm) {
+    if vm.loaded.fetch_sub(1, Ordering::SeqCst) == 1 && vm.state() == VmState::Resetting && vm.claim_reload() {
+        super::exit::restart_vm(vm);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The hypervisor's own shell on the console (input focus `Ctrl-] h`).
 use super::{heap, hyp};
+use crate::arch::aarch64::firmware;
 use crate::arch::aarch64::sysreg::{counter, counter_freq};
 use alloc::string::String;
 use spin::Mutex;
@@ -26,10 +27,11 @@ fn run(cmd: &str) {
     match cmd {
         "" => {}
         "help" => hvprintln!(
-            "commands: help, status, rejuvenate (warm reload: VMs keep running), debug-fault (test the EL2 fault report: stops this CPU)"
+            "commands: help, status, rejuvenate (warm reload: VMs keep running), reboot (cold reset of the machine: VMs start afresh), debug-fault (test the EL2 fault report: stops this CPU)"
         ),
         "rejuvenate" => super::rejuvenate::request(),
         "debug-rejuvenate-corrupt" => super::rejuvenate::request_corrupted(),
+        "reboot" => reboot(),
         "status" => status(),
         "debug-fault" => debug_fault(),
         other => hvprintln!("unknown command '{}' (try 'help')", other),
@@ -50,6 +52,25 @@ pub fn status() {
     );
     for vm in &h.vms {
         hvprintln!("vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.state(), vm.ram_size >> 20, vm.ram_pa, vm.vcpus.len());
+    }
+}
+
+/// The cold-reboot baseline a warm reload is measured against: reset the
+/// whole machine through PSCI, so that the firmware (QEMU) reloads every
+/// image and the hypervisor and its VMs boot from scratch. The counter value
+/// is printed because the system counter keeps counting across the reset on
+/// QEMU `virt`, so the next boot's counter readings give the cold path's
+/// length in the same units as the warm reload's figures.
+fn reboot() {
+    hvprintln!("reboot: resetting the machine (cold reboot) at counter {}", counter());
+    super::console::flush_all();
+    match super::rejuvenate::CONDUIT.get() {
+        Some(Some(c)) => {
+            let r = firmware::system_reset(*c);
+            // Only reached if the firmware refused.
+            hvprintln!("reboot: PSCI SYSTEM_RESET failed: {:?}", r);
+        }
+        _ => hvprintln!("reboot: no PSCI conduit in the device tree; cannot reset the machine"),
     }
 }
 

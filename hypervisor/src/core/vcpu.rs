@@ -99,6 +99,14 @@ impl Vcpu {
         self.power.store(POWER_OFF, Ordering::Release);
     }
 
+    /// VM reset, with the vCPU unloaded: off, and no stale WFI wake-up
+    /// deadline for its CPU's idle loop to keep arming.
+    pub fn reset_off(&self) {
+        self.set_off();
+        self.wake_at.store(u64::MAX, Ordering::Release);
+        self.state.lock().waiting = false;
+    }
+
     /// On the home CPU: turn a pending power-on into architectural reset
     /// state at the requested entry point.
     pub fn complete_power_on(&self) -> bool {

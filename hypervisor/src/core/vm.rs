@@ -6,7 +6,7 @@ use super::vcpu::Vcpu;
 use crate::arch::aarch64::cache;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use spin::Mutex;
 use vmm::config::{Passthrough, VmConfig};
 use vmm::layout;
@@ -19,6 +19,11 @@ pub enum VmState {
     Running = 0,
     /// Powered off (SYSTEM_OFF) or stopped by the hypervisor.
     Stopped = 1,
+    /// SYSTEM_RESET: its vCPUs are leaving their physical CPUs; the last
+    /// one to leave restarts the VM (see `exit::restart_vm`).
+    Resetting = 2,
+    /// One CPU is reloading its images; nothing of the VM runs.
+    Reloading = 3,
 }
 
 pub struct Vm {
@@ -38,6 +43,14 @@ pub struct Vm {
     /// Physical SPIs of passed-through devices, delivered to this VM.
     pub passthrough_intids: Vec<u32>,
     state: AtomicU8,
+    /// vCPUs of this VM currently loaded on a physical CPU (sched.rs): a
+    /// reset rewrites the VM only once this is zero.
+    pub loaded: AtomicUsize,
+    /// How it was configured, to reload its images on SYSTEM_RESET. None
+    /// if the host device tree no longer describes it (warm reload).
+    pub config: Option<VmConfig>,
+    /// Boots since the hypervisor created it (1 = the first).
+    pub boots: AtomicU32,
     /// Kept alive: the hardware walks these tables.
     _stage2: Stage2Tables,
 }
@@ -100,6 +113,9 @@ impl Vm {
             passthrough: shape.passthrough.to_vec(),
             passthrough_intids: shape.passthrough.iter().flat_map(|d| d.intids.iter().copied()).collect(),
             state: AtomicU8::new(VmState::Running as u8),
+            loaded: AtomicUsize::new(0),
+            config: None,
+            boots: AtomicU32::new(1),
             _stage2: s2,
         })
     }
@@ -149,14 +165,49 @@ impl Vm {
             return Err("guest device tree larger than 2 MiB".into());
         }
         copy_into(ram_pa + dtb_off, fdt.as_ptr() as u64, fdt.len() as u64);
-        // The guest starts with its MMU (and so its caches) off.
-        cache::clean_to_poc(ram_pa, size);
+        // The guest starts with its MMU (and so its caches) off; after a
+        // reset no line of its previous life may shadow the new contents.
+        cache::clean_invalidate_to_poc(ram_pa, size);
         cache::invalidate_icache();
         Ok((layout::RAM_BASE + koff, layout::RAM_BASE + dtb_off))
     }
 
     pub fn state(&self) -> VmState {
-        if self.state.load(Ordering::Acquire) == VmState::Running as u8 { VmState::Running } else { VmState::Stopped }
+        match self.state.load(Ordering::Acquire) {
+            0 => VmState::Running,
+            2 => VmState::Resetting,
+            3 => VmState::Reloading,
+            _ => VmState::Stopped,
+        }
+    }
+
+    /// SYSTEM_RESET: a running VM becomes Resetting and all its vCPUs off
+    /// (they leave their CPUs). False if it was not running.
+    pub fn begin_reset(&self) -> bool {
+        let ok = self
+            .state
+            .compare_exchange(VmState::Running as u8, VmState::Resetting as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if ok {
+            for v in &self.vcpus {
+                v.set_off();
+            }
+        }
+        ok
+    }
+
+    /// Claim the reload of a Resetting VM: true for exactly one caller.
+    pub fn claim_reload(&self) -> bool {
+        self.state
+            .compare_exchange(VmState::Resetting as u8, VmState::Reloading as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// End of a reload: the VM runs again (unless it was stopped meanwhile).
+    pub fn finish_reload(&self) -> bool {
+        self.state
+            .compare_exchange(VmState::Reloading as u8, VmState::Running as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Stop every vCPU of the VM (power-off, or contained misbehaviour).

@@ -31,3 +31,13 @@ pub fn is_off(conduit: Conduit, mpidr: u64) -> bool {
     };
     matches!(state, Ok(psci::AffinityState::Off))
 }
+
+/// PSCI SYSTEM_RESET: a cold reset of the whole machine (every CPU, the
+/// GIC, memory contents as the firmware leaves them). Does not return on
+/// success; an error means the firmware refused or does not implement it.
+pub fn system_reset(conduit: Conduit) -> Result<(), psci::Error> {
+    match conduit {
+        Conduit::Smc => psci::system_reset::<Smc>(),
+        Conduit::Hvc => psci::system_reset::<Hvc>(),
+    }
+}

@@ -100,6 +100,14 @@ impl Gic {
         }
     }
 
+    /// Clear the active state of SPI `intid`, whichever CPU acknowledged it.
+    pub fn clear_active_spi(&self, intid: u32) {
+        match self {
+            Gic::V2(g) => g.clear_active(intid),
+            Gic::V3(g) => g.clear_active(intid),
+        }
+    }
+
     /// Route an SPI to a physical CPU.
     pub fn route_spi(&self, intid: u32, cpu: usize) {
         match self {
@@ -113,6 +121,21 @@ impl Gic {
         match self {
             Gic::V2(g) => g.send_sgi(cpu, intid),
             Gic::V3(g) => g.send_sgi(cpu, intid),
+        }
+    }
+
+    /// A list register value as saved in `VifState::lrs`.
+    pub fn decode_saved_lr(&self, raw: u64) -> Lr {
+        match self {
+            Gic::V2(_) => Lr::decode_v2(raw as u32),
+            Gic::V3(_) => Lr::decode_v3(raw),
+        }
+    }
+
+    pub fn encode_saved_lr(&self, lr: Lr) -> u64 {
+        match self {
+            Gic::V2(_) => lr.encode_v2() as u64,
+            Gic::V3(_) => lr.encode_v3(),
         }
     }
 

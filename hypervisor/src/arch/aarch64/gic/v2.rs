@@ -7,6 +7,7 @@ const GICD_CTLR: usize = 0x0;
 const GICD_TYPER: usize = 0x4;
 const GICD_ISENABLER: usize = 0x100;
 const GICD_ICENABLER: usize = 0x180;
+const GICD_ICACTIVER: usize = 0x380;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICD_ITARGETSR: usize = 0x800;
 const GICD_SGIR: usize = 0xf00;
@@ -81,6 +82,12 @@ impl GicV2 {
     pub fn enable(&self, intid: u32, on: bool) {
         let reg = if on { GICD_ISENABLER } else { GICD_ICENABLER };
         mmio_write(self.gicd + reg + (intid as usize / 32) * 4, 1 << (intid % 32));
+        dsb_sy();
+    }
+
+    /// Clear an SPI's active state from any CPU (distributor, not GICC_DIR).
+    pub fn clear_active(&self, intid: u32) {
+        mmio_write(self.gicd + GICD_ICACTIVER + (intid as usize / 32) * 4, 1 << (intid % 32));
         dsb_sy();
     }
 

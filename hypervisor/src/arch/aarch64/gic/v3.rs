@@ -10,6 +10,7 @@ const GICD_TYPER: usize = 0x4;
 const GICD_IGROUPR: usize = 0x80;
 const GICD_ISENABLER: usize = 0x100;
 const GICD_ICENABLER: usize = 0x180;
+const GICD_ICACTIVER: usize = 0x380;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICD_IROUTER: usize = 0x6000;
 const GICR_TYPER: usize = 0x8;
@@ -99,6 +100,12 @@ impl GicV3 {
         let (base, i) = if intid < 32 { (self.gicr[cpu] + SGI_BASE, intid) } else { (self.gicd, intid) };
         let reg = if on { GICD_ISENABLER } else { GICD_ICENABLER };
         mmio_write(base + reg + (i as usize / 32) * 4, 1 << (i % 32));
+        dsb_sy();
+    }
+
+    /// Clear an SPI's active state from any CPU (distributor, not ICC_DIR_EL1).
+    pub fn clear_active(&self, intid: u32) {
+        mmio_write(self.gicd + GICD_ICACTIVER + (intid as usize / 32) * 4, 1 << (intid % 32));
         dsb_sy();
     }
 

@@ -1,0 +1,99 @@
+//! PSCI SYSTEM_RESET restarts the calling VM alone: the resetter guest (2
+//! vCPUs, one spinning) resets itself every 0.5 s; each boot finds its image
+//! freshly loaded, the heartbeat VM next to it never restarts and keeps
+//! counting, and the hypervisor heap does not grow with resets.
+
+use tests::*;
+
+const BOOTS: u64 = 6;
+
+/// `heap <n> KiB used` from the shell's `status` answer. Leaves the cursor
+/// alone: the resetter's lines keep coming meanwhile.
+fn heap_used(run: &mut QemuRun) -> anyhow::Result<u64> {
+    let heap_re = re(r"^\[hv\] uptime \d+ s, generation \d+, heap (\d+) KiB used of \d+ KiB");
+    let seen = run.find_all(&heap_re).len();
+    run.send(b"status\r")?;
+    let line = run.wait_until(DEADLINE, "a status answer", |lines| {
+        lines.iter().filter(|l| heap_re.is_match(l)).nth(seen).cloned()
+    })?;
+    Ok(heap_re.captures(&line).expect("matched")[1].parse()?)
+}
+
+fn vm_reset(gic: u32) -> anyhow::Result<()> {
+    require_images(&["resetter", "heartbeat"])?;
+    let mut run = start(&scenario(
+        gic,
+        [
+            VmSpec::guest("domU0", "resetter").cpus(2),
+            VmSpec::guest("domU1", "heartbeat"),
+        ],
+    ))?;
+    run.fail_on(re(r"resetter: boot fresh=no|SYSTEM_RESET returned|restart failed|cannot restart"));
+    let boot = re(r"^\[domU0\] resetter: boot fresh=yes cpus=2$");
+    let mut heap_after_first_reset = None;
+    for n in 1..=BOOTS {
+        run.expect(&boot, DEADLINE)?;
+        if n == 1 {
+            // Input to the hypervisor shell (once the console is up), so
+            // that `status` can be asked for.
+            run.send(b"\x1dh")?;
+            run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+        }
+        if n == 2 {
+            heap_after_first_reset = Some(heap_used(&mut run)?);
+        }
+        if n < BOOTS {
+            run.expect(&re(r"^\[hv\] vm 0 'domU0': reset requested, restarting$"), DEADLINE)?;
+            run.expect(&re(&format!(r"^\[hv\] vm 0 'domU0': restarted \(boot {}\)$", n + 1)), DEADLINE)?;
+        }
+    }
+    let before = heap_after_first_reset.expect("measured at boot 2");
+    let after = heap_used(&mut run)?;
+    eprintln!("GICv{gic}: heap {before} KiB after the first reset, {after} KiB after {}", BOOTS - 1);
+    check!(run, after <= before, "heap grew from {before} KiB to {after} KiB over {} resets", BOOTS - 2);
+    // One more heartbeat after the last boot, then check the whole series.
+    let last = run.expect(&heartbeat("domU1"), DEADLINE)?;
+    let lines = run.lines();
+    let ns: Vec<u64> = lines.iter().filter_map(|l| heartbeat_n("domU1", l)).collect();
+    check!(run, ns.windows(2).all(|w| w[1] > w[0]), "domU1's heartbeat did not keep counting: {ns:?}");
+    let starts = lines.iter().filter(|l| l.starts_with("[domU1] heartbeat: start")).count();
+    check!(run, starts == 1, "domU1 restarted ({starts} start lines); last: {last}");
+    check!(run, ns.len() >= 3, "too few heartbeats while domU0 reset {} times: {ns:?}", BOOTS - 1);
+    Ok(())
+}
+
+/// After a warm reload (whose handoff block carries no configuration) the
+/// resumed resetter still restarts: its configuration is found again in the
+/// host device tree by name.
+fn after_warm_reload(gic: u32) -> anyhow::Result<()> {
+    require_images(&["resetter", "heartbeat"])?;
+    let mut run = start(&scenario(
+        gic,
+        [
+            VmSpec::guest("domU0", "resetter").cpus(2),
+            VmSpec::guest("domU1", "heartbeat"),
+        ],
+    ))?;
+    run.fail_on(re(r"resetter: boot fresh=no|SYSTEM_RESET returned|restart failed|cannot restart"));
+    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 2\)$"), DEADLINE)?;
+    run.send(b"\x1dh")?;
+    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+    run.send(b"rejuvenate\r")?;
+    run.expect(&re(r"^\[hv\] vm 0 'domU0': resumed, "), DEADLINE)?;
+    // Boots are counted afresh by the new image.
+    run.expect(&re(r"^\[hv\] vm 0 'domU0': reset requested, restarting$"), DEADLINE)?;
+    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 2\)$"), DEADLINE)?;
+    run.expect(&re(r"^\[domU0\] resetter: boot fresh=yes cpus=2$"), DEADLINE)?;
+    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 3\)$"), DEADLINE)?;
+    Ok(())
+}
+
+mod cold {
+    use super::*;
+    on_both_gics!(vm_reset);
+}
+
+mod warm {
+    use super::*;
+    on_both_gics!(after_warm_reload);
+}
