@@ -213,9 +213,10 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> Next 
     let value = if d.reg == 31 { 0 } else { regs.x[d.reg as usize] };
     let size = d.size;
     let result = if let Some(off) = window(ipa, layout::GICD_BASE, layout::GICD_SIZE) {
-        mmio_gicd(vm, vcpu, off, size, d.write, value)
-    } else if let Some(off) = gicr_window(vm, ipa) {
-        mmio_gicr(vm, off, size, d.write, value)
+        let v = vcpu.index;
+        mmio_vgic(vm, d.write, |g| g.dist_read(v, off, size), |g| g.dist_write(v, off, size, value))
+    } else if let Some((frame, off)) = gicr_window(vm, ipa) {
+        mmio_vgic(vm, d.write, |g| g.redist_read(frame, off, size), |g| g.redist_write(frame, off, size, value))
     } else if let Some(off) = window(ipa, layout::UART_BASE, layout::UART_SIZE) {
         Some(mmio_uart(vm, off, d.write, value))
     } else {
@@ -257,27 +258,22 @@ fn gicr_window(vm: &Vm, ipa: u64) -> Option<(usize, u64)> {
     Some(((off / layout::GICR_STRIDE) as usize, off % layout::GICR_STRIDE))
 }
 
-fn mmio_gicd(vm: &Vm, vcpu: &Vcpu, off: u64, size: u8, write: bool, value: u64) -> Option<u64> {
+/// An emulated vGIC register access: reads return the value, writes kick
+/// the CPUs of vCPUs with new work (after the lock is released).
+fn mmio_vgic(
+    vm: &Vm,
+    write: bool,
+    read: impl FnOnce(&vmm::vgic::Vgic) -> u64,
+    store: impl FnOnce(&mut vmm::vgic::Vgic) -> Effects,
+) -> Option<u64> {
     let mut g = vm.vgic.lock();
     if write {
-        let e = g.dist_write(vcpu.index, off, size, value);
+        let e = store(&mut g);
         drop(g);
         kick(vm, e);
         Some(0)
     } else {
-        Some(g.dist_read(vcpu.index, off, size))
-    }
-}
-
-fn mmio_gicr(vm: &Vm, (frame, off): (usize, u64), size: u8, write: bool, value: u64) -> Option<u64> {
-    let mut g = vm.vgic.lock();
-    if write {
-        let e = g.redist_write(frame, off, size, value);
-        drop(g);
-        kick(vm, e);
-        Some(0)
-    } else {
-        Some(g.redist_read(frame, off, size))
+        Some(read(&g))
     }
 }
 

@@ -12,6 +12,11 @@ pub const PSTATE_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 /// SCTLR_EL1 reset value: RES1 bits, MMU and caches off.
 pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 
+/// EL1 state of vCPU `index` out of reset: MMU off, its MPIDR (Aff0 = index).
+fn reset_el1(index: usize) -> El1Context {
+    El1Context { sctlr_el1: SCTLR_EL1_RESET, vmpidr_el2: (1 << 31) | index as u64, ..El1Context::default() }
+}
+
 const POWER_OFF: u8 = 0;
 const POWER_ON_PENDING: u8 = 1;
 const POWER_ON: u8 = 2;
@@ -42,9 +47,7 @@ pub struct Vcpu {
 
 impl Vcpu {
     pub fn new(index: usize, pcpu: usize) -> Self {
-        let mut el1 = El1Context::default();
-        el1.sctlr_el1 = SCTLR_EL1_RESET;
-        el1.vmpidr_el2 = (1 << 31) | index as u64;
+        let el1 = reset_el1(index);
         Self {
             index,
             pcpu,
@@ -119,9 +122,7 @@ impl Vcpu {
         s.regs.x[0] = context;
         s.regs.pc = entry;
         s.regs.pstate = PSTATE_EL1H_MASKED;
-        s.el1 = El1Context::default();
-        s.el1.sctlr_el1 = SCTLR_EL1_RESET;
-        s.el1.vmpidr_el2 = (1 << 31) | self.index as u64;
+        s.el1 = reset_el1(self.index);
         s.fp = FpContext::default();
         s.vif = VifState::default();
         s.waiting = false;
