@@ -18,4 +18,17 @@ fn main() {
         println!("cargo:rerun-if-changed={}", platform.display());
     }
     println!("cargo:rustc-env=BLINK_BOARD={board}");
+    // A second, distinguishable build for upgrade tests (N -> N+1 -> N):
+    // BLINK_BUILD_TAG adds "+tag" to the version string, BLINK_HANDOFF_MINOR
+    // sets the handoff format minor the image writes.
+    let version = env::var("CARGO_PKG_VERSION").unwrap();
+    let version = match env::var("BLINK_BUILD_TAG") {
+        Ok(tag) if !tag.is_empty() => format!("{version}+{tag}"),
+        _ => version,
+    };
+    println!("cargo:rustc-env=BLINK_VERSION={version}");
+    let minor = env::var("BLINK_HANDOFF_MINOR").unwrap_or_else(|_| "0".into());
+    println!("cargo:rustc-env=BLINK_HANDOFF_MINOR={minor}");
+    println!("cargo:rerun-if-env-changed=BLINK_BUILD_TAG");
+    println!("cargo:rerun-if-env-changed=BLINK_HANDOFF_MINOR");
 }

@@ -10,7 +10,9 @@ pub const BOARD: Board = Board {
     hyp_region: (0x4000_0000, 0x0400_0000),
     load_address: 0x4008_0000,
     // The top 16 MiB of the region; the heap ends below it (link.ld).
-    staging: (0x4300_0000, 0x0080_0000),
+    // Slot 1 is where `cargo xtask run --next-image` has QEMU place a
+    // second build.
+    image_slots: [(0x4300_0000, 0x0040_0000), (0x4340_0000, 0x0040_0000)],
     handoff: (0x4380_0000, 0x0040_0000),
     trampoline: 0x43c0_0000,
     cpu_start: CpuStart::Psci,

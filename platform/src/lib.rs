@@ -29,11 +29,12 @@ pub struct Board {
     /// Where the image is loaded and linked (must match `link.ld`).
     pub load_address: u64,
     /// Inside `hyp_region`, never touched by the heap, kept across warm
-    /// reloads: a pristine copy of the image to reload into (or a new image
-    /// placed there), the handoff block describing suspended VMs, and the
-    /// page the copy-and-jump trampoline runs from while the image itself is
-    /// overwritten.
-    pub staging: (u64, u64),
+    /// reloads: two image slots (slot 0 gets a pristine copy of the image
+    /// booted cold, the other one a different image to upgrade into; see
+    /// `vmm::image_slot`), the handoff block describing suspended VMs, and
+    /// the page the copy-and-jump trampoline runs from while the image
+    /// itself is overwritten.
+    pub image_slots: [(u64, u64); 2],
     pub handoff: (u64, u64),
     pub trampoline: u64,
     pub cpu_start: CpuStart,

@@ -156,6 +156,36 @@ pub fn heartbeat(name: &str) -> Regex {
     ))
 }
 
+/// The `n=` of every heartbeat line of VM `name` so far, in order.
+pub fn heartbeats(run: &QemuRun, name: &str) -> Vec<u64> {
+    run.lines().iter().filter_map(|l| heartbeat_n(name, l)).collect()
+}
+
+/// Waits until VM `name` has printed `more` heartbeats beyond the ones seen
+/// so far; returns all of them.
+pub fn more_heartbeats(run: &mut QemuRun, name: &str, more: usize, what: &str) -> Result<Vec<u64>> {
+    let want = heartbeats(run, name).len() + more;
+    run.wait_until(DEADLINE, what, |lines| {
+        let ns: Vec<u64> = lines.iter().filter_map(|l| heartbeat_n(name, l)).collect();
+        (ns.len() >= want).then_some(ns)
+    })
+}
+
+/// Checks that a series of heartbeat reports shows a guest that kept
+/// counting: n (seconds of its own virtual counter) strictly increasing and
+/// on average less than three seconds apart. A heartbeat left only scraps of
+/// CPU time by a neighbour would report rarely, n jumping by many seconds
+/// each time (one report per second is the heartbeat's own rate; the slack
+/// absorbs a loaded host).
+pub fn check_counting(run: &QemuRun, ns: &[u64], what: &str) -> Result<()> {
+    check!(run, ns.len() >= 2, "{what}: too few heartbeats: {ns:?}");
+    check!(run, ns.windows(2).all(|w| w[1] > w[0]), "{what}: heartbeat n not increasing: {ns:?}");
+    let span = ns[ns.len() - 1] - ns[0];
+    let steps = (ns.len() - 1) as u64;
+    check!(run, span < 3 * steps, "{what}: heartbeat starved: n advanced {span} in {steps} reports: {ns:?}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ fn pass_n(line: &str) -> Option<u64> {
 }
 
 fn last(run: &QemuRun, f: fn(&str) -> Option<u64>) -> u64 {
-    run.lines().iter().filter_map(|l| f(l)).last().unwrap_or(0)
+    run.lines().iter().filter_map(|l| f(l)).next_back().unwrap_or(0)
 }
 
 /// Waits until `f` reports a value above `after` in a line at the end.
@@ -46,6 +46,7 @@ fn reloads(gic: u32) -> anyhow::Result<()> {
         let pass = last(&run, pass_n);
         run.send(b"rejuvenate\r")?;
         run.expect(&re(&format!(r"^\[hv\] rejuvenate: suspending 2 VMs for a warm reload \(generation {generation}\)$")), DEADLINE)?;
+        run.expect(&re(r"^\[hv\] 1 secondary CPU\(s\) released from the holding pen$"), DEADLINE)?;
         run.expect(&re(r"^\[hv\] warm entry: handoff block at 0x[0-9a-f]+$"), DEADLINE)?;
         run.expect(&re(r"^\[hv\] vm 1 'domU1': resumed, 64 MiB at 0x[0-9a-f]+, 1 vCPUs$"), DEADLINE)?;
         run.expect(&re(&format!(r"^\[hv\] reload: generation {generation}, 2 VMs resumed; ")), DEADLINE)?;

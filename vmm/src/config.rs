@@ -634,7 +634,17 @@ pub struct HostInfo {
     pub timer: Option<TimerIrqs>,
     /// `/reserved-memory` children and `/memreserve/` entries.
     pub reserved: Vec<Region>,
+    /// `/chosen/blink,rejuvenate-interval-ms`: reload the hypervisor this
+    /// often (soak testing, scheduled rejuvenation).
+    pub rejuvenate_interval_ms: Option<u32>,
+    /// Settings that were present but unusable, and therefore ignored (the
+    /// hypervisor reports them; they do not stop it from booting).
+    pub ignored: Vec<String>,
 }
+
+/// Shortest accepted `blink,rejuvenate-interval-ms`: below this the
+/// machine would spend a noticeable share of its time reloading.
+pub const MIN_REJUVENATE_INTERVAL_MS: u32 = 500;
 
 const GICV3_COMPAT: &[&str] = &["arm,gic-v3"];
 const GICV2_COMPAT: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a7-gic"];
@@ -677,6 +687,19 @@ pub fn host_info(dtb: &[u8]) -> Result<HostInfo, DtError> {
             }
         });
     let reserved = host_reserved(&dt, rac, rsc)?;
+    let mut ignored = Vec::new();
+    let rejuvenate_interval_ms = match dt.find("/chosen").and_then(|c| c.prop("blink,rejuvenate-interval-ms")) {
+        None => None,
+        Some(v) => match cell_u32_exact(v) {
+            Some(ms) if ms >= MIN_REJUVENATE_INTERVAL_MS => Some(ms),
+            _ => {
+                ignored.push(format!(
+                    "/chosen/blink,rejuvenate-interval-ms: expected one u32 of at least {MIN_REJUVENATE_INTERVAL_MS} (ms); periodic reload off"
+                ));
+                None
+            }
+        },
+    };
     Ok(HostInfo {
         ram,
         cpus,
@@ -685,7 +708,14 @@ pub fn host_info(dtb: &[u8]) -> Result<HostInfo, DtError> {
         uart,
         timer,
         reserved,
+        rejuvenate_interval_ms,
+        ignored,
     })
+}
+
+fn cell_u32_exact(v: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = v.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
 }
 
 fn checked_region(base: u64, size: u64, what: &str) -> Result<Region, DtError> {

@@ -99,6 +99,9 @@ pub struct Handoff {
     pub counter_freq: u64,
     /// Where the previous image is kept, for a rollback.
     pub prev_image: Option<Region>,
+    /// Version string of the image that wrote the block (`blink 0.1.0`), for
+    /// the log; optional (at most [`MAX_NAME_LEN`] bytes).
+    pub writer: Option<String>,
     pub vms: Vec<VmState>,
 }
 
@@ -460,6 +463,9 @@ pub(crate) fn check_semantics(h: &Handoff) -> Result<(), HandoffError> {
                 "empty or past the end of the address space",
             ));
         }
+    }
+    if let Some(w) = &h.writer {
+        check_string("/", "writer", w, MAX_NAME_LEN)?;
     }
     if h.vms.len() > MAX_VMS {
         return Err(HandoffError::TooMany {

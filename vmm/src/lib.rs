@@ -20,3 +20,4 @@ pub mod guest_fdt;
 pub mod memory;
 pub mod vpl011;
 pub mod handoff;
+pub mod image_slot;

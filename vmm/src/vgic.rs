@@ -322,6 +322,31 @@ impl Vgic {
         }
     }
 
+    /// `vcpu` is leaving its physical CPU: its private interrupts lose their
+    /// links to physical ones (they stay pending or active for the guest as
+    /// purely virtual interrupts), and `deactivate(p)` is called for each
+    /// physical INTID `p` still active for a link that no list register
+    /// carries: an injection acknowledged but not placed in one yet, possibly
+    /// behind an earlier instance of the same interrupt that sits in a list
+    /// register as a purely virtual one. Nothing else would ever deactivate
+    /// those once the link is gone, and the vCPU may not come back at all
+    /// (its VM resets or stops, dropping this model), leaving the physical
+    /// interrupt active on that CPU for whatever runs there next.
+    ///
+    /// Bit `i` of `linked_in_lr`: private INTID `i` sits in a list register
+    /// with its hardware link; the caller finishes those from the saved list
+    /// registers.
+    pub fn unlink_hw(&mut self, vcpu: usize, linked_in_lr: u32, deactivate: &mut dyn FnMut(u32)) {
+        let Some(cpu) = self.cpus.get_mut(vcpu) else { return };
+        for (i, irq) in cpu.private.iter_mut().enumerate() {
+            if let Some(p) = irq.hw.take() {
+                if linked_in_lr >> i & 1 == 0 {
+                    deactivate(p);
+                }
+            }
+        }
+    }
+
     /// Choose what goes into the free list registers of `vcpu` before it
     /// runs. Returns the writes to make (`slot`, `lr`) and whether pending
     /// interrupts were left over (the caller asks for an underflow
@@ -426,7 +451,7 @@ impl Vgic {
             }
             0x008 => 0x43b, // IIDR: Arm implementer
             0xffe8 => if v3 { 0x3b } else { 0x2b }, // PIDR2: ArchRev
-            o if o >= 0x800 && o < 0xc00 && !v3 && !redist => {
+            o if (0x800..0xc00).contains(&o) && !v3 && !redist => {
                 // ITARGETSR: byte per interrupt; private ones read as the vCPU.
                 let first = (o - 0x800) as u32;
                 let mut v = 0u64;
@@ -436,7 +461,7 @@ impl Vgic {
                 }
                 v
             }
-            o if o >= 0x400 && o < 0x800 => {
+            o if (0x400..0x800).contains(&o) => {
                 let first = (o - 0x400) as u32;
                 if private_only(first) {
                     return 0;
@@ -445,7 +470,7 @@ impl Vgic {
                     acc | (self.irq(vcpu, first + b).map_or(0, |i| i.priority as u64) << (8 * b))
                 })
             }
-            o if o >= 0xc00 && o < 0xd00 => {
+            o if (0xc00..0xd00).contains(&o) => {
                 let first = ((o - 0xc00) * 4) as u32;
                 if private_only(first) {
                     return 0;
@@ -455,7 +480,7 @@ impl Vgic {
                     acc | ((edge as u64) << (2 * i + 1))
                 })
             }
-            o if o >= 0x6000 && o < 0x6000 + 8 * 1024 && v3 && !redist => {
+            o if (0x6000..0x6000 + 8 * 1024).contains(&o) && v3 && !redist => {
                 let intid = ((o - 0x6000) / 8) as u32;
                 if intid < 32 { 0 } else { self.irq(vcpu, intid).map_or(0, |i| i.route) }
             }
@@ -494,7 +519,7 @@ impl Vgic {
                 let e = self.sgir_v2(vcpu, val);
                 self.mark(e)
             }
-            o if o >= 0x800 && o < 0xc00 && !v3 && !redist => {
+            o if (0x800..0xc00).contains(&o) && !v3 && !redist => {
                 let first = (o - 0x800) as u32;
                 let mut e = Effects::default();
                 for b in 0..size.min(4) as u32 {
@@ -512,7 +537,7 @@ impl Vgic {
                 }
                 e
             }
-            o if o >= 0x400 && o < 0x800 => {
+            o if (0x400..0x800).contains(&o) => {
                 let first = (o - 0x400) as u32;
                 if !redist && v3 && first < 32 {
                     return Effects::default();
@@ -524,7 +549,7 @@ impl Vgic {
                 }
                 Effects::default()
             }
-            o if o >= 0xc00 && o < 0xd00 => {
+            o if (0xc00..0xd00).contains(&o) => {
                 let first = ((o - 0xc00) * 4) as u32;
                 if (!redist && v3 && first < 32) || first < 16 {
                     return Effects::default(); // SGI config is fixed
@@ -536,7 +561,7 @@ impl Vgic {
                 }
                 Effects::default()
             }
-            o if o >= 0x6000 && o < 0x6000 + 8 * 1024 && v3 && !redist => {
+            o if (0x6000..0x6000 + 8 * 1024).contains(&o) && v3 && !redist => {
                 let intid = ((o - 0x6000) / 8) as u32;
                 if intid >= 32 {
                     let route = value & ((1 << 31) | 0xff_00ff_ffff);
@@ -881,6 +906,69 @@ mod hw_link_tests {
         g.fill_lrs(0, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1.hw, Some(27), "the new injection must stay linked to the physical PPI");
+    }
+
+    /// Regression test: a timer interrupt acknowledged for a vCPU that left
+    /// its CPU before it reached a list register (slice over, or its VM
+    /// resetting) kept the physical PPI 27 active; after a VM restart
+    /// dropped the model, that CPU's virtual timer never fired again.
+    #[test]
+    fn leaving_the_cpu_finishes_links_not_in_a_list_register() {
+        let mut g = Vgic::new(Version::V3, 2, 4);
+        g.dist_write(0, 0, 4, 2);
+        for vcpu in 0..2 {
+            g.redist_write(vcpu, 0x10080, 4, 1 << 27);
+            g.redist_write(vcpu, 0x10100, 4, 1 << 27);
+        }
+        // vCPU 0: injected and left before a fill. vCPU 1: in an LR.
+        g.inject(0, 27, Some(27));
+        g.inject(1, 27, Some(27));
+        let mut out = Vec::new();
+        g.fill_lrs(1, &mut out);
+        assert_eq!(out.len(), 1);
+        let mut done = Vec::new();
+        g.unlink_hw(0, 0, &mut |p| done.push(p));
+        assert_eq!(done, [27], "acknowledged, never given to the guest: deactivate it");
+        done.clear();
+        g.unlink_hw(1, 1 << 27, &mut |p| done.push(p));
+        assert!(done.is_empty(), "the list register's link is the caller's to finish");
+        // Both stay deliverable to the guest, without a link.
+        assert!(g.cpus[0].private[27].pending && g.cpus[0].private[27].hw.is_none());
+        assert!(g.cpus[1].private[27].in_lr && g.cpus[1].private[27].hw.is_none());
+        out.clear();
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.hw, None);
+        // Nothing left to finish a second time.
+        g.unlink_hw(0, 0, &mut |p| done.push(p));
+        assert!(done.is_empty());
+    }
+
+    /// Regression test: the vCPU left with an earlier timer interrupt in a
+    /// list register, already unlinked by a previous switch (so a purely
+    /// virtual one), and a new injection linked to the physical PPI waiting
+    /// behind it. That link is not in any list register: it must be
+    /// finished too, or PPI 27 stays active for good (seen as a Linux vCPU
+    /// whose timer never fired again after a few switches).
+    #[test]
+    fn leaving_the_cpu_finishes_a_link_waiting_behind_a_virtual_copy() {
+        let mut g = Vgic::new(Version::V3, 1, 4);
+        g.dist_write(0, 0, 4, 2);
+        g.redist_write(0, 0x10080, 4, 1 << 27);
+        g.redist_write(0, 0x10100, 4, 1 << 27);
+        g.inject(0, 27, Some(27));
+        let mut out = Vec::new();
+        g.fill_lrs(0, &mut out);
+        // First switch: the LR's link is finished by the caller.
+        let mut done = Vec::new();
+        g.unlink_hw(0, 1 << 27, &mut |p| done.push(p));
+        assert!(done.is_empty());
+        // Back on the CPU, the timer fires again while the virtual copy is
+        // still in its LR; the vCPU leaves before the guest completes it.
+        g.inject(0, 27, Some(27));
+        assert!(g.cpus[0].private[27].in_lr);
+        g.unlink_hw(0, 0, &mut |p| done.push(p));
+        assert_eq!(done, [27], "the waiting injection's physical interrupt is still active");
     }
 }
 

@@ -85,6 +85,17 @@ pub fn mem_reservations(blob: &[u8]) -> Result<Vec<(u64, u64)>> {
 /// Copies `base` and adds one `/chosen/<vm.name>` node per VM; `modules[i]`
 /// are the modules of `vms[i]`. `/chosen` is created if QEMU had none.
 pub fn patch_dtb(base: &[u8], vms: &[VmSpec], modules: &[Vec<Module>]) -> Result<Vec<u8>> {
+    patch_dtb_with(base, vms, modules, &[])
+}
+
+/// [`patch_dtb`], plus properties for `/chosen` itself (hypervisor
+/// settings such as `blink,rejuvenate-interval-ms`).
+pub fn patch_dtb_with(
+    base: &[u8],
+    vms: &[VmSpec],
+    modules: &[Vec<Module>],
+    chosen: &[(String, Vec<u8>)],
+) -> Result<Vec<u8>> {
     if vms.len() != modules.len() {
         bail!("{} VMs but {} module lists", vms.len(), modules.len());
     }
@@ -108,6 +119,14 @@ pub fn patch_dtb(base: &[u8], vms: &[VmSpec], modules: &[Vec<Module>]) -> Result
             saw_chosen = true;
             let h = w.begin_node("chosen").map_err(vm_fdt_err)?;
             copy_props(&mut w, child)?;
+            for (name, value) in chosen {
+                for prop in child.properties().map_err(parse_err)? {
+                    if prop.map_err(parse_err)?.name == name.as_str() {
+                        bail!("/chosen/{name} already exists in the base device tree");
+                    }
+                }
+                w.property(name, value).map_err(vm_fdt_err)?;
+            }
             for grandchild in child.children().map_err(parse_err)? {
                 let grandchild = grandchild.map_err(parse_err)?;
                 let gname = grandchild.name().map_err(parse_err)?.to_string();
@@ -122,8 +141,11 @@ pub fn patch_dtb(base: &[u8], vms: &[VmSpec], modules: &[Vec<Module>]) -> Result
             copy_node(&mut w, child, &name)?;
         }
     }
-    if !saw_chosen && !vms.is_empty() {
+    if !saw_chosen && (!vms.is_empty() || !chosen.is_empty()) {
         let h = w.begin_node("chosen").map_err(vm_fdt_err)?;
+        for (name, value) in chosen {
+            w.property(name, value).map_err(vm_fdt_err)?;
+        }
         write_domus(&mut w, vms, modules)?;
         w.end_node(h).map_err(vm_fdt_err)?;
     }
@@ -430,6 +452,19 @@ mod tests {
         assert_eq!(cpus.len(), 1, "a property must not appear twice");
         assert_eq!(cpus[0].value, be_u32(64));
         assert_eq!(prop(d0, "blink,test"), Some(&b"x\0"[..]));
+    }
+
+    #[test]
+    fn chosen_settings_are_added_once() {
+        let setting = [("blink,rejuvenate-interval-ms".to_string(), be_u32(3000))];
+        for with_chosen in [true, false] {
+            let out = patch_dtb_with(&sample_base(with_chosen), &[vm("domU0")], &[vec![]], &setting).unwrap();
+            let fdt = Fdt::new_unaligned_fallible(&out).unwrap();
+            let chosen = node(&fdt, "/chosen");
+            assert_eq!(prop(chosen, "blink,rejuvenate-interval-ms"), Some(&be_u32(3000)[..]));
+            // Applying it twice would duplicate the property: refused.
+            assert!(patch_dtb_with(&out, &[], &[], &setting).is_err());
+        }
     }
 
     #[test]

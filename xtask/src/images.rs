@@ -36,6 +36,23 @@ pub fn require_hypervisor_image() -> Result<PathBuf> {
     require_file(&hypervisor_image())
 }
 
+/// `target/images/hypervisor-next.slot`: a second build of the hypervisor
+/// (version `+next`, handoff format minor 1) in the image slot format, for
+/// the upgrade tests (N -> N+1 -> N).
+pub fn next_image() -> PathBuf {
+    images_dir().join("hypervisor-next.slot")
+}
+
+/// The "next" image, or an error telling how to build it.
+pub fn require_next_image() -> Result<PathBuf> {
+    require_file(&next_image())
+}
+
+/// Version string the "next" build reports.
+pub fn next_version() -> String {
+    format!("blink {}+next", env!("CARGO_PKG_VERSION"))
+}
+
 /// A guest image, or an error telling how to build it.
 pub fn require_guest_image(guest: &str) -> Result<PathBuf> {
     require_file(&guest_image(guest))
@@ -118,6 +135,7 @@ pub fn build() -> Result<BuiltImages> {
     let hv_elf = target.join(HV_TARGET).join("release").join("hypervisor");
     let hypervisor = hypervisor_image();
     objcopy_binary(&objcopy, &hv_elf, &hypervisor)?;
+    build_next(&root, &objcopy)?;
 
     let names = guest_names()?;
     let mut guests = Vec::new();
@@ -153,10 +171,34 @@ pub fn build() -> Result<BuiltImages> {
     Ok(BuiltImages { hypervisor, guests })
 }
 
+/// The second, distinguishable build (see [`next_image`]). It gets its own
+/// target directory so that the two builds do not invalidate each other.
+fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
+    let dir = crate::target_dir().join("next-build");
+    let dir_str = dir.to_str().context("target directory path is not UTF-8")?;
+    run_cargo_env(
+        root,
+        &["build", "-p", "hypervisor", "--target", HV_TARGET, "--release", "--target-dir", dir_str],
+        &[("BLINK_BUILD_TAG", "next"), ("BLINK_HANDOFF_MINOR", "1")],
+    )?;
+    let bin = images_dir().join("hypervisor-next.bin");
+    objcopy_binary(objcopy, &dir.join(HV_TARGET).join("release").join("hypervisor"), &bin)?;
+    let image = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    let out = next_image();
+    std::fs::write(&out, vmm::image_slot::package(&next_version(), &image))
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
+}
+
 fn run_cargo(root: &Path, args: &[&str]) -> Result<()> {
+    run_cargo_env(root, args, &[])
+}
+
+fn run_cargo_env(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = cargo()
         .args(args)
+        .envs(envs.iter().copied())
         .current_dir(root)
         .status()
         .context("running cargo")?;

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod bench;
+pub mod bench_linux;
 pub mod cpio;
 pub mod dtb;
 pub mod images;

@@ -49,9 +49,10 @@ enum Cmd {
     },
     /// Measurements, printed as a table and plotted under target/bench/:
     /// `exits` (cost of an HVC, an emulated MMIO access, a virtual interrupt),
-    /// `reload` (warm-reload blackout vs cold reboot, guest RAM 64 MiB .. 2 GiB).
+    /// `reload` (warm-reload blackout vs cold reboot, guest RAM 64 MiB .. 2 GiB),
+    /// `linux` (Linux's time to /init bare on QEMU and under blink; exits/s by kind).
     Bench {
-        #[arg(value_parser = ["exits", "reload"])]
+        #[arg(value_parser = ["exits", "reload", "linux"])]
         what: String,
     },
 }
@@ -82,7 +83,7 @@ struct ScenarioArgs {
     #[arg(long, default_value_t = linux::DEFAULT_MEM_MIB)]
     linux_mem: u64,
     /// Workload of the `linux` guests' /init instead of the shell:
-    /// checksum, poweroff or reboot (`blink.test=<name>`).
+    /// checksum, poweroff, reboot or panic (`blink.test=<name>`).
     #[arg(long)]
     linux_test: Option<String>,
     /// Extra kernel command line options for the `linux` guests (e.g. "loglevel=8").
@@ -94,6 +95,14 @@ struct ScenarioArgs {
     /// Raw image to boot instead of target/images/hypervisor.bin.
     #[arg(long)]
     hv: Option<PathBuf>,
+    /// Place the "next" build (target/images/hypervisor-next.slot) in image
+    /// slot 1, so that the shell's `upgrade` can reload into it.
+    #[arg(long)]
+    next_image: bool,
+    /// Warm-reload the hypervisor every this many milliseconds (at least
+    /// 500; sets /chosen/blink,rejuvenate-interval-ms).
+    #[arg(long, value_name = "MS")]
+    reload_every: Option<u32>,
 }
 
 #[derive(Args)]
@@ -117,6 +126,10 @@ impl ScenarioArgs {
         if let Some(hv) = &self.hv {
             s.hypervisor = hv.clone();
         }
+        if self.next_image {
+            s.next_image = Some(xtask::images::next_image());
+        }
+        s.reload_every_ms = self.reload_every;
         for (i, guest) in self.guests.iter().enumerate() {
             let name = format!("domU{i}");
             let is_path = guest.contains('/') || guest.ends_with(".bin");
@@ -187,6 +200,7 @@ fn bench(what: &str) -> Result<ExitCode> {
     match what {
         "exits" => xtask::bench::exits()?,
         "reload" => xtask::bench::reload()?,
+        "linux" => xtask::bench_linux::run()?,
         other => bail!("unknown benchmark {other}"),
     }
     Ok(ExitCode::SUCCESS)

@@ -151,7 +151,10 @@ impl QemuRun {
         Self::spawn_locked(command, QemuLock::acquire()?)
     }
 
-    fn spawn_locked(command: QemuCommand, lock: QemuLock) -> Result<Self> {
+    /// Starts a prepared command for a caller already holding the QEMU
+    /// lock (e.g. to time the run from the spawn, without the wait for the
+    /// lock in it).
+    pub fn spawn_locked(command: QemuCommand, lock: QemuLock) -> Result<Self> {
         let command_line = command.to_string();
         let mut child = command
             .command()

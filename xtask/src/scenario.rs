@@ -75,7 +75,7 @@ impl VmSpec {
             .bootargs(linux::bootargs(None, ""))
     }
 
-    /// Runs the `/init` workload `test` (`checksum`, `poweroff`, `reboot`)
+    /// Runs the `/init` workload `test` (`checksum`, `poweroff`, `reboot`, `panic`)
     /// instead of the idle shell: adds `blink.test=<test>` to the bootargs.
     pub fn linux_test(self, test: &str) -> Self {
         self.append_bootargs(&format!("blink.test={test}"))
@@ -156,6 +156,12 @@ pub struct Scenario {
     pub extra_args: Vec<String>,
     /// The raw image given to `-kernel`; defaults to `target/images/hypervisor.bin`.
     pub hypervisor: PathBuf,
+    /// An image slot file (`target/images/hypervisor-next.slot`) QEMU places
+    /// in the board's image slot 1, for `upgrade`.
+    pub next_image: Option<PathBuf>,
+    /// `/chosen/blink,rejuvenate-interval-ms`: the hypervisor reloads
+    /// itself this often.
+    pub reload_every_ms: Option<u32>,
 }
 
 impl Scenario {
@@ -170,6 +176,8 @@ impl Scenario {
             icount: false,
             extra_args: Vec::new(),
             hypervisor: images::hypervisor_image(),
+            next_image: None,
+            reload_every_ms: None,
         }
     }
 
@@ -198,6 +206,11 @@ impl Scenario {
                 "{} is missing: run `cargo xtask build` first",
                 self.hypervisor.display()
             );
+        }
+        if let Some(next) = &self.next_image {
+            if !next.is_file() {
+                bail!("{} is missing: run `cargo xtask build` first", next.display());
+            }
         }
         for (i, vm) in self.vms.iter().enumerate() {
             if self.vms[..i].iter().any(|other| other.name == vm.name) {
@@ -297,7 +310,14 @@ impl Scenario {
 
         let base_path = workdir.path.join("qemu.dtb");
         let base = self.dump_dtb(&qemu.path, &base_path)?;
-        let patched = dtb::patch_dtb(&base, &self.vms, &modules)
+        let mut chosen = Vec::new();
+        if let Some(ms) = self.reload_every_ms {
+            chosen.push((
+                "blink,rejuvenate-interval-ms".to_string(),
+                ms.to_be_bytes().to_vec(),
+            ));
+        }
+        let patched = dtb::patch_dtb_with(&base, &self.vms, &modules, &chosen)
             .context("adding the /chosen/domU* nodes to QEMU's device tree")?;
         let dtb_path = workdir.path.join("blink.dtb");
         std::fs::write(&dtb_path, &patched)
@@ -306,6 +326,14 @@ impl Scenario {
         let mut args = self.machine_args(None)?;
         args.extend(["-kernel".into(), path_str(&self.hypervisor)?.to_string()]);
         args.extend(["-dtb".into(), path_str(&dtb_path)?.to_string()]);
+        if let Some(next) = &self.next_image {
+            args.push("-device".into());
+            args.push(format!(
+                "loader,file={},addr=0x{:x},force-raw=on",
+                qemu_opt_path(next)?,
+                platform::BOARD.image_slots[1].0
+            ));
+        }
         for m in modules.iter().flatten() {
             args.push("-device".into());
             args.push(format!(
@@ -471,6 +499,21 @@ pub struct QemuCommand {
 }
 
 impl QemuCommand {
+    /// A QEMU invocation that boots no hypervisor: `args` as given, none of
+    /// a scenario's device tree or modules (`dtb` and `base_dtb` are empty
+    /// paths, `modules` empty). For running a guest bare on QEMU, as a
+    /// baseline (`cargo xtask bench linux`).
+    pub fn bare(program: PathBuf, args: Vec<String>) -> Result<Self> {
+        Ok(QemuCommand {
+            program,
+            args,
+            dtb: PathBuf::new(),
+            base_dtb: PathBuf::new(),
+            modules: Vec::new(),
+            workdir: WorkDir::new()?,
+        })
+    }
+
     /// A `Command` for this invocation (stdio left to the caller).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);

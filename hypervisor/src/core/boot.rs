@@ -1,6 +1,6 @@
 //! Bring-up: from the device tree to running VMs.
 use super::vm::{Vm, VmShape};
-use super::{console, heap, publish, rejuvenate, sched, Hyp};
+use super::{console, heap, holding_pen, image_slots, publish, rejuvenate, sched, Hyp};
 use crate::arch::aarch64::firmware::{self, Conduit};
 use crate::arch::aarch64::gic::{self, Gic, GIC, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK};
 use crate::arch::aarch64::{mmu, sysreg};
@@ -50,7 +50,7 @@ fn enable_cpu_interrupts(g: &Gic, cpu: usize) {
 
 /// The device tree blob at `addr`, after checking its header.
 fn device_tree(addr: usize) -> &'static [u8] {
-    if addr == 0 || addr % 8 != 0 {
+    if addr == 0 || !addr.is_multiple_of(8) {
         fatal(format_args!("device tree: none passed in x0 (got {:#x})", addr));
     }
     // SAFETY: the boot protocol puts a device tree in RAM at x0; we read its
@@ -73,9 +73,17 @@ extern "C" {
     fn secondary_entry();
 }
 
+/// Counter value when this image was entered (its age, for `status`).
+static IMAGE_ENTERED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+pub fn image_entered() -> u64 {
+    IMAGE_ENTERED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 #[no_mangle]
-extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) -> ! {
+extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, slot_base: u64) -> ! {
     let t_entry = sysreg::counter();
+    IMAGE_ENTERED.store(t_entry, core::sync::atomic::Ordering::Relaxed);
     let warm = magic == rejuvenate::WARM_MAGIC && handoff_addr == BOARD.handoff.0;
     console::init_early(BOARD.early_uart);
     heap::init();
@@ -119,8 +127,8 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) 
     let g = GIC.call_once(|| g);
     enable_cpu_interrupts(g, 0);
     hvprintln!(
-        "blink {} on {}: EL2, {} CPUs, GICv{}",
-        env!("CARGO_PKG_VERSION"),
+        "{} on {}: EL2, {} CPUs, GICv{}",
+        image_slots::VERSION,
         BOARD.name,
         ncpus,
         if g.version() == Version::V3 { 3 } else { 2 }
@@ -133,7 +141,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) 
         (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Some(Conduit::Hvc),
         _ => None,
     });
-    start_secondaries(&info, ncpus);
+    start_secondaries(&info, ncpus, warm);
     let gicv = match info.gic.regs {
         GicRegs::V2 { gicv, .. } => Some(gicv.base),
         GicRegs::V3 { .. } => None,
@@ -144,7 +152,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) 
         let result = rejuvenate::resume(handoff_addr, &info, g, ncpus, gicv);
         // Whatever happens, this block is never used again.
         rejuvenate::consume(handoff_addr);
-        rejuvenate::staged_is_self();
+        image_slots::adopt(slot_base, result.as_ref().ok().and_then(|(_, ho)| ho.prev_image.map(|r| r.base)));
         match result {
             Ok((mut vms, ho)) => {
                 rejuvenate::GENERATION.store(ho.generation + 1, core::sync::atomic::Ordering::Relaxed);
@@ -161,7 +169,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) 
             }
         }
     } else {
-        rejuvenate::stage_self();
+        image_slots::stage_self();
         create_vms(dtb, dtb_addr as u64, &info, ncpus, g, gicv)
     };
     let uart_intid = info.uart.intid();
@@ -213,10 +221,26 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64) 
     if h.vms.is_empty() {
         error!("no VM to run; the hypervisor console stays available");
     }
+    for problem in &info.ignored {
+        error!("device tree: {}", problem);
+    }
+    if let Some(ms) = info.rejuvenate_interval_ms {
+        info!("periodic warm reload every {} ms", ms);
+        rejuvenate::set_periodic(ms, t_entry);
+    }
     sched::cpu_loop(0)
 }
 
-fn start_secondaries(info: &HostInfo, ncpus: usize) {
+fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
+    // After a warm reload the old image's secondaries wait in the holding
+    // pen; only a warm entry may trust it (see holding_pen).
+    let released = if warm { holding_pen::release(ncpus, secondary_entry as *const () as u64) } else { 0 };
+    if released != 0 {
+        info!("{} secondary CPU(s) released from the holding pen", released.count_ones());
+    }
+    if released.count_ones() as usize + 1 >= ncpus {
+        return;
+    }
     let conduit = match (BOARD.cpu_start, info.psci) {
         (platform::CpuStart::Psci, Some(PsciMethod::Smc)) => Conduit::Smc,
         (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Conduit::Hvc,
@@ -228,6 +252,9 @@ fn start_secondaries(info: &HostInfo, ncpus: usize) {
         }
     };
     for (i, cpu) in info.cpus.iter().enumerate().take(ncpus).skip(1) {
+        if released & (1 << i) != 0 {
+            continue;
+        }
         if let Err(e) = firmware::cpu_on(conduit, cpu.mpidr, secondary_entry as *const () as u64, i as u64) {
             error!("cpu {} (MPIDR {:#x}) did not start: {:?}", i, cpu.mpidr, e);
         }

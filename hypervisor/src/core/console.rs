@@ -3,6 +3,8 @@
 //! multiplexing rules), plus the `log` backend.
 use crate::drivers::pl011::Pl011;
 use core::fmt::Write;
+use alloc::collections::VecDeque;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 use vmm::console::{ConsoleMux, Focus, InputAction};
 
@@ -11,6 +13,17 @@ pub struct Console {
     /// Present once the VMs exist; until then output goes straight out.
     pub mux: Option<ConsoleMux>,
 }
+
+/// Input for VMs whose 16-byte receive FIFO was full (a pasted command
+/// line arrives faster than a guest drains it): delivered in order as the
+/// guests read their FIFOs. The physical UART is always drained, so the
+/// console escape keeps working even if a guest never reads its input.
+static BACKLOG: Mutex<VecDeque<(usize, u8)>> = Mutex::new(VecDeque::new());
+/// Bytes kept at most; beyond that input is dropped (and counted).
+const BACKLOG_MAX: usize = 4096;
+static BACKLOG_DROPPED: AtomicUsize = AtomicUsize::new(0);
+/// Whether the backlog is non-empty (checked on every guest UART read).
+static HOLDING: AtomicBool = AtomicBool::new(false);
 
 pub static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
 
@@ -84,8 +97,55 @@ pub fn flush_all() {
     }
 }
 
+/// Give VM `vm` one input byte; false if its receive FIFO is full.
+fn deliver(vm: usize, b: u8) -> bool {
+    let Some(vm) = super::hyp().vms.get(vm) else { return true };
+    let mut u = vm.uart.lock();
+    let taken = u.push_rx(b);
+    let level = u.irq_level();
+    drop(u);
+    super::exit::update_uart_irq(vm, level);
+    taken
+}
+
+/// A guest read from its UART: if input was held back for lack of room,
+/// carry on delivering it.
+pub fn guest_read_rx() {
+    if HOLDING.load(Ordering::Acquire) {
+        flush_backlog();
+    }
+}
+
+/// Deliver backlogged input until a guest's FIFO is full again.
+fn flush_backlog() {
+    let mut q = BACKLOG.lock();
+    while let Some(&(vm, b)) = q.front() {
+        if !deliver(vm, b) {
+            return;
+        }
+        q.pop_front();
+    }
+    HOLDING.store(false, Ordering::Release);
+}
+
+fn backlog(vm: usize, b: u8) {
+    let mut q = BACKLOG.lock();
+    if q.len() >= BACKLOG_MAX {
+        if BACKLOG_DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
+            drop(q);
+            log::warn!("console: vm {} is not reading its input; dropping input beyond {} bytes", vm, BACKLOG_MAX);
+        }
+        return;
+    }
+    q.push_back((vm, b));
+    HOLDING.store(true, Ordering::Release);
+}
+
 /// Drain the physical UART's receive FIFO and route each byte.
 pub fn poll_input() {
+    if HOLDING.load(Ordering::Acquire) {
+        flush_backlog();
+    }
     loop {
         let action = {
             let mut guard = CONSOLE.lock();
@@ -99,12 +159,9 @@ pub fn poll_input() {
         match action {
             InputAction::None => {}
             InputAction::ToVm(vm, b) => {
-                if let Some(vm) = super::hyp().vms.get(vm) {
-                    let mut u = vm.uart.lock();
-                    u.push_rx(b);
-                    let level = u.irq_level();
-                    drop(u);
-                    super::exit::update_uart_irq(vm, level);
+                // Behind earlier backlogged bytes, or no room: keep order.
+                if HOLDING.load(Ordering::Acquire) || !deliver(vm, b) {
+                    backlog(vm, b);
                 }
             }
             InputAction::ToHypervisor(b) => super::shell::input(b),

@@ -3,6 +3,7 @@
 use super::vcpu::Vcpu;
 use super::vm::Vm;
 use super::console;
+use super::exit_stats::{self, Kind};
 use crate::arch::aarch64::gic::{gic, SGI_KICK};
 use crate::arch::aarch64::regs::GuestRegs;
 use crate::arch::aarch64::sysreg::cpu_index;
@@ -29,28 +30,36 @@ const ICC_SGI1R_EL1: u32 = sysreg_id(3, 0, 12, 11, 5);
 pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
     let esr = Esr(read_sysreg!(esr_el2));
     match esr.decode() {
-        Exit::Hvc(_) => psci_call(vm, vcpu, regs),
+        Exit::Hvc(_) => {
+            exit_stats::count(if exit_stats::is_psci(regs.x[0]) { Kind::HvcPsci } else { Kind::HvcOther });
+            psci_call(vm, vcpu, regs)
+        }
         Exit::Smc(_) => {
+            exit_stats::count(Kind::Smc);
             // A trapped SMC returns to the SMC itself; step over it.
             regs.pc += 4;
             psci_call(vm, vcpu, regs)
         }
         Exit::Wfi => {
+            exit_stats::count(Kind::Wfi);
             regs.pc += 4;
             Next::Wfi
         }
         Exit::Wfe => {
+            exit_stats::count(Kind::Wfe);
             regs.pc += 4;
             Next::Continue
         }
         Exit::DataAbort(d) => data_abort(vm, vcpu, regs, d),
         Exit::SysReg(s) => {
             if s.id() == ICC_SGI1R_EL1 && !s.read {
+                exit_stats::count(Kind::SysregSgi);
                 let v = if s.reg == 31 { 0 } else { regs.x[s.reg as usize] };
                 let e = vm.vgic.lock().sgi1r_write(vcpu.index, v);
                 kick(vm, e);
                 regs.pc += 4;
             } else {
+                exit_stats::count(Kind::SysregOther);
                 warn!(
                     "vm {} '{}': trapped {} of system register op0={} op1={} CRn={} CRm={} op2={} at pc {:#x}: undefined injected",
                     vm.id, vm.name, if s.read { "read" } else { "write" }, s.op0, s.op1, s.crn, s.crm, s.op2, regs.pc
@@ -60,6 +69,7 @@ pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
             Next::Continue
         }
         Exit::InstructionAbort { fsc, .. } => {
+            exit_stats::count(Kind::InstrAbort);
             let ipa = fault_ipa(read_sysreg!(hpfar_el2), read_sysreg!(far_el2));
             warn!(
                 "vm {} '{}': instruction fetch outside its memory at IPA {:#x} ({}), pc {:#x}: VM stopped",
@@ -69,6 +79,7 @@ pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
             Next::Leave
         }
         Exit::Other { ec, iss } => {
+            exit_stats::count(Kind::Other);
             warn!(
                 "vm {} '{}': unhandled exit EC {:#x} ({}) ISS {:#x} at pc {:#x}: undefined injected",
                 vm.id, vm.name, ec, ec_name(ec), iss, regs.pc
@@ -203,6 +214,7 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> Next 
     let ipa = fault_ipa(read_sysreg!(hpfar_el2), far);
     let what = if d.write { "write" } else { "read" };
     if !d.isv {
+        exit_stats::count(Kind::AbortInjected);
         warn!(
             "vm {} '{}': {} at IPA {:#x} without instruction syndrome (pc {:#x}): abort injected",
             vm.id, vm.name, what, ipa, regs.pc
@@ -213,11 +225,14 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> Next 
     let value = if d.reg == 31 { 0 } else { regs.x[d.reg as usize] };
     let size = d.size;
     let result = if let Some(off) = window(ipa, layout::GICD_BASE, layout::GICD_SIZE) {
+        exit_stats::count(Kind::MmioGicd);
         let v = vcpu.index;
         mmio_vgic(vm, d.write, |g| g.dist_read(v, off, size), |g| g.dist_write(v, off, size, value))
     } else if let Some((frame, off)) = gicr_window(vm, ipa) {
+        exit_stats::count(Kind::MmioGicr);
         mmio_vgic(vm, d.write, |g| g.redist_read(frame, off, size), |g| g.redist_write(frame, off, size, value))
     } else if let Some(off) = window(ipa, layout::UART_BASE, layout::UART_SIZE) {
+        exit_stats::count(Kind::MmioUart);
         Some(mmio_uart(vm, off, d.write, value))
     } else {
         None
@@ -238,6 +253,7 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> Next 
             regs.pc += 4;
         }
         None => {
+            exit_stats::count(Kind::AbortInjected);
             let kind = if vm.is_ram(ipa) { fsc_name(d.fsc) } else { "outside its memory map" };
             warn!("vm {} '{}': {} at IPA {:#x} {} (pc {:#x}): abort injected", vm.id, vm.name, what, ipa, kind, regs.pc);
             inject_into(regs, Injected::DataAbort { far });
@@ -288,6 +304,10 @@ fn mmio_uart(vm: &Vm, off: u64, write: bool, value: u64) -> u64 {
     let level = uart.irq_level();
     drop(uart);
     update_uart_irq(vm, level);
+    if !write && off == 0 {
+        // The guest took a byte from its receive FIFO: room for held input.
+        console::guest_read_rx();
+    }
     read
 }
 

@@ -26,3 +26,27 @@ pub fn usage() -> (usize, usize) {
     let h = HEAP.lock();
     (h.stats_alloc_actual(), h.stats_total_bytes())
 }
+
+/// Largest block the heap could hand out now, in bytes — with usage, the
+/// aging indicator that shows fragmentation. The buddy allocator does not
+/// expose its free lists, so this asks it: the largest power of two it can
+/// allocate (and frees it at once) is its largest free block.
+pub fn largest_free_block() -> usize {
+    let mut h = HEAP.lock();
+    let mut size = h.stats_total_bytes().next_power_of_two();
+    while size >= 16 {
+        if let Ok(layout) = core::alloc::Layout::from_size_align(size, 16) {
+            if let Ok(p) = h.alloc(layout) {
+                h.dealloc(p, layout);
+                return size;
+            }
+        }
+        size /= 2;
+    }
+    0
+}
+
+/// Live allocations (user requests minus frees): a leak shows here too.
+pub fn user_bytes() -> usize {
+    HEAP.lock().stats_alloc_user()
+}

@@ -2,7 +2,10 @@
 pub mod boot;
 pub mod console;
 pub mod exit;
+pub mod exit_stats;
 pub mod heap;
+pub mod holding_pen;
+pub mod image_slots;
 pub mod rejuvenate;
 pub mod sched;
 pub mod shell;

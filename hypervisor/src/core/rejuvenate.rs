@@ -13,15 +13,19 @@
 //!  3. CPU 0 copies the trampoline (`reload.S`) to the board's trampoline
 //!     page, cleans what the new image will read to the point of coherency,
 //!     and enters it: MMU and caches off, whole D-cache cleaned by set/way,
-//!     the staged image copied over the running one, jump to its entry with
-//!     x0 = device tree, x1 = handoff block, x2 = WARM_MAGIC.
+//!     the image from the chosen slot (`image_slots`: this image's pristine
+//!     copy, or another build for an upgrade) copied over the running one,
+//!     jump to its entry with x0 = device tree, x1 = handoff block,
+//!     x2 = WARM_MAGIC, x3 = the slot.
 //!
 //! New image (generation N+1): boots as usual (heap, page tables, GIC),
 //! then `resume` validates the block and rebuilds each VM around its
 //! untouched RAM. A block that fails validation is refused with a message
 //! and the VMs are cold-booted from their configuration instead.
 use super::console;
+use super::holding_pen;
 use super::hyp;
+use super::image_slots::{self, Target};
 use super::vcpu::VcpuState;
 use super::vm::{Vm, VmShape};
 use crate::arch::aarch64::cache;
@@ -43,7 +47,8 @@ pub const WARM_MAGIC: u64 = 0x424c_494e_4b57_524d;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static PARKED: AtomicUsize = AtomicUsize::new(0);
-/// 0: secondaries wait; 1: power off; 2: reload abandoned, carry on.
+/// 0: secondaries wait; 1: power off; 2: reload abandoned, carry on;
+/// 3: go to the holding pen.
 static RELEASE: AtomicU8 = AtomicU8::new(0);
 static T_REQUEST: AtomicU64 = AtomicU64::new(0);
 /// Debug: damage the block after writing it, to exercise the refusal path.
@@ -53,12 +58,35 @@ pub static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// PSCI conduit for parking secondaries (None: cannot reload with SMP).
 pub static CONDUIT: spin::Once<Option<Conduit>> = spin::Once::new();
 
-/// Size of the staged image (the arm64 header's image_size).
-static STAGED_SIZE: AtomicU64 = AtomicU64::new(0);
+/// Periodic reload: counter value at which CPU 0 starts the next one
+/// (`u64::MAX`: off). Each image sets it from the device tree when it
+/// starts, so the period carries on across reloads.
+static PERIODIC_DUE: AtomicU64 = AtomicU64::new(u64::MAX);
+static PERIODIC_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Image slot the pending reload starts (see `image_slots`).
+static TARGET_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// Handoff format minor this build writes: `BLINK_HANDOFF_MINOR` at build
+/// time (default 0), so that a "next version" build can be told apart and
+/// N -> N+1 -> N exercised with real blocks of both minors.
+pub const HANDOFF_MINOR: u16 = parse_u16(env!("BLINK_HANDOFF_MINOR"));
+
+const fn parse_u16(s: &str) -> u16 {
+    let b = s.as_bytes();
+    let mut v: u32 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "BLINK_HANDOFF_MINOR must be a decimal number");
+        v = v * 10 + (b[i] - b'0') as u32;
+        assert!(v <= u16::MAX as u32, "BLINK_HANDOFF_MINOR too large");
+        i += 1;
+    }
+    v as u16
+}
 
 extern "C" {
     static __image_start: u8;
-    static __image_end_file: u8;
     static __image_end: u8;
     static reload_trampoline: u8;
     static reload_trampoline_end: u8;
@@ -68,46 +96,40 @@ fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
-/// At a cold boot: keep a pristine copy of this image in the staging
-/// region; it is what a reload starts (unless a new image replaces it).
-pub fn stage_self() {
-    // SAFETY: linker symbols delimit the loaded image; the staging region is
-    // reserved for this (board description) and outside the heap.
-    let (start, end) = unsafe { (sym(&__image_start), sym(&__image_end_file)) };
-    let len = end - start;
-    if len > BOARD.staging.1 {
-        error!("image ({} bytes) larger than the staging region: warm reload unavailable", len);
-        return;
-    }
-    // SAFETY: see above; the two ranges are disjoint.
-    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, BOARD.staging.0 as *mut u8, len as usize) };
-    cache::clean_to_poc(BOARD.staging.0, len);
-    STAGED_SIZE.store(len, Ordering::Release);
-}
-
-/// After a warm entry the staging region already holds this image.
-pub fn staged_is_self() {
-    // SAFETY: as in `stage_self`.
-    let len = unsafe { sym(&__image_end_file) - sym(&__image_start) };
-    STAGED_SIZE.store(len, Ordering::Release);
-}
-
 /// The `debug-rejuvenate-corrupt` command: a reload whose handoff block is
 /// damaged after it was written (the new image must refuse it).
 pub fn request_corrupted() {
     CORRUPT.store(true, Ordering::Release);
-    request();
+    if !request(Target::Current) {
+        CORRUPT.store(false, Ordering::Release);
+    }
 }
 
-/// The `rejuvenate` command.
-pub fn request() {
+/// The `rejuvenate` (`Target::Current`) and `upgrade` (`Target::Other`)
+/// commands. The image to start is checked completely (checksum, arm64
+/// header) before any VM is paused; returns whether a reload was started.
+pub fn request(target: Target) -> bool {
     if REQUESTED.load(Ordering::Acquire) {
-        return;
+        hvprintln!("rejuvenate: a reload is already in progress");
+        return false;
     }
-    if STAGED_SIZE.load(Ordering::Acquire) == 0 {
-        hvprintln!("rejuvenate: no staged image; warm reload unavailable");
-        return;
+    let (slot, img) = match image_slots::choose(target) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("rejuvenate: {}; nothing changes, VMs keep running", e);
+            return false;
+        }
+    };
+    if target == Target::Other {
+        hvprintln!(
+            "upgrade: image slot {} holds '{}' ({} bytes, checksum ok); this is '{}'",
+            slot,
+            img.version,
+            img.image_len,
+            image_slots::VERSION
+        );
     }
+    TARGET_SLOT.store(slot, Ordering::Release);
     T_REQUEST.store(counter(), Ordering::Release);
     PARKED.store(0, Ordering::Release);
     RELEASE.store(0, Ordering::Release);
@@ -116,6 +138,31 @@ pub fn request() {
     for cpu in 0..hyp().ncpus {
         if cpu != cpu_index() {
             gic().send_sgi(cpu, SGI_KICK);
+        }
+    }
+    true
+}
+
+/// `/chosen/blink,rejuvenate-interval-ms`: reload every `ms` milliseconds,
+/// counted from when this image started.
+pub fn set_periodic(ms: u32, from: u64) {
+    PERIODIC_MS.store(ms as u64, Ordering::Relaxed);
+    PERIODIC_DUE.store(from + counter_freq() * ms as u64 / 1000, Ordering::Release);
+}
+
+pub fn periodic_due() -> u64 {
+    PERIODIC_DUE.load(Ordering::Acquire)
+}
+
+/// CPU 0, between guest exits: start the periodic reload when it is due.
+pub fn check_periodic() {
+    let due = PERIODIC_DUE.load(Ordering::Acquire);
+    if due != u64::MAX && counter() >= due && !requested() {
+        // One attempt per period: if it cannot start, say so and go on.
+        PERIODIC_DUE.store(u64::MAX, Ordering::Release);
+        hvprintln!("rejuvenate: periodic reload (every {} ms)", PERIODIC_MS.load(Ordering::Relaxed));
+        if !request(Target::Current) {
+            set_periodic(PERIODIC_MS.load(Ordering::Relaxed) as u32, counter());
         }
     }
 }
@@ -130,6 +177,7 @@ pub fn park() {
     PARKED.fetch_add(1, Ordering::AcqRel);
     loop {
         match RELEASE.load(Ordering::Acquire) {
+            3 => holding_pen::enter(cpu_index()),
             1 => {
                 if let Some(Some(c)) = CONDUIT.get() {
                     let _ = firmware::cpu_off(*c);
@@ -149,6 +197,10 @@ fn abandon(why: &str) {
     error!("rejuvenate: {}; reload abandoned, VMs resume", why);
     RELEASE.store(2, Ordering::Release);
     REQUESTED.store(false, Ordering::Release);
+    let ms = PERIODIC_MS.load(Ordering::Relaxed);
+    if ms != 0 {
+        set_periodic(ms as u32, counter());
+    }
 }
 
 /// CPU 0, its own vCPUs saved: finish the suspend and jump. Returns only if
@@ -164,12 +216,9 @@ pub fn perform(dtb: u64) {
         core::hint::spin_loop();
     }
     let t_quiesced = counter();
-    if others > 0 && !matches!(CONDUIT.get(), Some(Some(_))) {
-        return abandon("secondary CPUs cannot be parked without PSCI");
-    }
     console::flush_all();
     let ho = snapshot(h, t_quiesced);
-    let bytes = match handoff::encode(&ho, handoff::MINOR) {
+    let bytes = match handoff::encode(&ho, HANDOFF_MINOR) {
         Ok(b) => b,
         Err(e) => return abandon(&alloc::format!("handoff block not written: {e}")),
     };
@@ -183,30 +232,33 @@ pub fn perform(dtb: u64) {
         // SAFETY: inside the block just written.
         unsafe { *((BOARD.handoff.0 + bytes.len() as u64 / 2) as *mut u8) ^= 0x40 };
     }
-    // The staged image must be a plausible arm64 image for this board.
-    // SAFETY: the staging region is reserved and mapped.
-    let staged = unsafe { core::slice::from_raw_parts(BOARD.staging.0 as *const u8, 64) };
-    let image_size = u64::from_le_bytes(staged[16..24].try_into().unwrap_or([0; 8]));
-    let text_offset = u64::from_le_bytes(staged[8..16].try_into().unwrap_or([0; 8]));
-    if &staged[56..60] != b"ARM\x64" || image_size == 0 || image_size > BOARD.handoff.0 - BOARD.load_address
-        || BOARD.load_address & 0x1f_ffff != text_offset
-    {
-        return abandon("the staged image is not a valid image for this board");
-    }
-    let copy_len = STAGED_SIZE.load(Ordering::Acquire).min(BOARD.staging.1).next_multiple_of(8);
-    RELEASE.store(1, Ordering::Release);
-    if let Some(Some(c)) = CONDUIT.get() {
-        for cpu in h.cpu_mpidrs.iter().skip(1) {
-            let deadline = counter() + counter_freq();
-            while !firmware::is_off(*c, *cpu) && counter() < deadline {
-                core::hint::spin_loop();
+    let slot = TARGET_SLOT.load(Ordering::Acquire);
+    let (src, copy_len) = match image_slots::copy_source(slot) {
+        Ok(s) => s,
+        Err(e) => return abandon(&alloc::format!("image slot {slot} no longer holds a valid image: {e}")),
+    };
+    if holding_pen::prepare(h.ncpus) {
+        RELEASE.store(3, Ordering::Release);
+        for cpu in 1..=others {
+            if !holding_pen::wait_parked(cpu, counter() + counter_freq()) {
+                error!("rejuvenate: cpu {} did not reach the holding pen within 1 s", cpu);
+            }
+        }
+    } else {
+        RELEASE.store(1, Ordering::Release);
+        if let Some(Some(c)) = CONDUIT.get() {
+            for cpu in h.cpu_mpidrs.iter().skip(1) {
+                let deadline = counter() + counter_freq();
+                while !firmware::is_off(*c, *cpu) && counter() < deadline {
+                    core::hint::spin_loop();
+                }
             }
         }
     }
-    jump(dtb, copy_len, bytes.len() as u64);
+    jump(dtb, src, copy_len, bytes.len() as u64, BOARD.image_slots[slot].0);
 }
 
-fn jump(dtb: u64, copy_len: u64, handoff_len: u64) -> ! {
+fn jump(dtb: u64, src: u64, copy_len: u64, handoff_len: u64, slot_base: u64) -> ! {
     // SAFETY: linker symbols delimit the trampoline code.
     let (t_start, t_end, img_start, img_end) = unsafe {
         (sym(&reload_trampoline), sym(&reload_trampoline_end), sym(&__image_start), sym(&__image_end))
@@ -217,15 +269,15 @@ fn jump(dtb: u64, copy_len: u64, handoff_len: u64) -> ! {
     unsafe { core::ptr::copy_nonoverlapping(t_start as *const u8, BOARD.trampoline as *mut u8, t_len as usize) };
     cache::clean_invalidate_to_poc(BOARD.trampoline, t_len);
     cache::clean_invalidate_to_poc(BOARD.handoff.0, handoff_len);
-    cache::clean_invalidate_to_poc(BOARD.staging.0, copy_len);
+    cache::clean_invalidate_to_poc(src, copy_len);
     cache::clean_invalidate_to_poc(img_start, img_end - img_start);
     cache::invalidate_icache();
     crate::write_sysreg!(hcr_el2, 0);
     // SAFETY: the trampoline never returns: it replaces this image and
     // enters the new one. Everything it reads was cleaned to memory above.
     unsafe {
-        let t: extern "C" fn(u64, u64, u64, u64, u64, u64) -> ! = core::mem::transmute(BOARD.trampoline as usize);
-        t(BOARD.load_address, BOARD.staging.0, copy_len, dtb, BOARD.handoff.0, WARM_MAGIC)
+        let t: extern "C" fn(u64, u64, u64, u64, u64, u64, u64) -> ! = core::mem::transmute(BOARD.trampoline as usize);
+        t(BOARD.load_address, src, copy_len, dtb, BOARD.handoff.0, WARM_MAGIC, slot_base)
     }
 }
 
@@ -278,7 +330,8 @@ fn snapshot(h: &super::Hyp, t_quiesced: u64) -> Handoff {
             ("handoff_written".to_string(), counter()),
         ],
         counter_freq: counter_freq(),
-        prev_image: Some(Region::new(BOARD.staging.0, BOARD.staging.1)),
+        prev_image: image_slots::current().map(|i| Region::new(BOARD.image_slots[i].0, BOARD.image_slots[i].1)),
+        writer: Some(image_slots::VERSION.to_string()),
         vms,
     }
 }
@@ -296,6 +349,17 @@ pub fn resume(addr: u64, info: &vmm::config::HostInfo, g: &Gic, ncpus: usize, gi
         required_sysregs: El1Context::NAMES,
     };
     let ho = handoff::decode(bytes, &limits).map_err(|e| e.to_string())?;
+    let minor = handoff::peek_header(bytes).map(|h| h.minor).unwrap_or(0);
+    hvprintln!(
+        "handoff: format {}.{} written by '{}' (generation {}); this is '{}', format {}.{}",
+        handoff::MAJOR,
+        minor,
+        ho.writer.as_deref().unwrap_or("unknown"),
+        ho.generation,
+        image_slots::VERSION,
+        handoff::MAJOR,
+        HANDOFF_MINOR
+    );
     let mut vms = Vec::new();
     let mut next_pcpu = 0;
     for s in &ho.vms {

@@ -7,6 +7,7 @@
 //! single vCPU, its context stays loaded and WFI is handled by waiting at
 //! EL2 with the guest's timer armed: no context switch at all.
 use super::exit::{handle_sync, Next};
+use super::exit_stats::{self, Kind};
 use super::vcpu::Vcpu;
 use super::vm::{Vm, VmState};
 use super::{console, hyp, rejuvenate};
@@ -43,6 +44,9 @@ pub fn cpu_loop(index: usize) -> ! {
     let mut cpu = Cpu { index, mine, next: 0, slice_over: false };
     h.online.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
     loop {
+        if index == 0 {
+            rejuvenate::check_periodic();
+        }
         if rejuvenate::requested() {
             // Every vCPU of this CPU is unloaded (saved) at this point.
             if index == 0 {
@@ -93,7 +97,11 @@ impl Cpu {
     /// Nothing to run: sleep until an interrupt, waking for the earliest
     /// virtual-timer deadline of a waiting vCPU.
     fn idle(&mut self) {
-        let wake = self.mine.iter().map(|(_, v)| v.wake_at.load(core::sync::atomic::Ordering::Acquire)).min();
+        let mut wake = self.mine.iter().map(|(_, v)| v.wake_at.load(core::sync::atomic::Ordering::Acquire)).min();
+        if self.index == 0 {
+            // A periodic reload must not wait for some unrelated interrupt.
+            wake = Some(wake.unwrap_or(u64::MAX).min(rejuvenate::periodic_due()));
+        }
         match wake {
             Some(t) if t != u64::MAX => arm_hyp_timer(t),
             _ => disarm_hyp_timer(),
@@ -126,6 +134,10 @@ impl Cpu {
         if shared {
             arm_hyp_timer(counter() + counter_freq() * SLICE_MS / 1000);
             self.slice_over = false;
+        } else if self.index == 0 && rejuvenate::periodic_due() != u64::MAX {
+            // Alone on CPU 0, the vCPU may not exit for a long time; make
+            // sure it does when the next periodic reload is due.
+            arm_hyp_timer(rejuvenate::periodic_due());
         }
         let g = gic();
         let nr_lrs = g.nr_lrs();
@@ -153,15 +165,20 @@ impl Cpu {
             let next = match kind {
                 ExitKind::Sync => handle_sync(vm, v, &mut st.regs),
                 ExitKind::Irq | ExitKind::Fiq => {
+                    exit_stats::count(Kind::Irq);
                     self.handle_irqs(Some((vm, v)));
                     Next::Continue
                 }
                 ExitKind::SError => {
+                    exit_stats::count(Kind::SError);
                     warn!("vm {} '{}': SError at pc {:#x}: VM stopped", vm.id, vm.name, st.regs.pc);
                     super::exit::stop_vm(vm);
                     Next::Leave
                 }
             };
+            if self.index == 0 {
+                rejuvenate::check_periodic();
+            }
             if vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On || rejuvenate::requested() {
                 break;
             }
@@ -206,16 +223,27 @@ impl Cpu {
         // keeps the physical PPI active until the guest deactivates it; this
         // vCPU is leaving the CPU, so finish it here and keep it pending/
         // active for the guest as a purely virtual interrupt.
+        let mut linked_in_lr = 0u32;
         for lr in st.vif.lrs.iter_mut().take(nr_lrs) {
             let mut d = g.decode_saved_lr(*lr);
             if let Some(p) = d.hw {
                 if d.state != LrState::Invalid {
                     g.deactivate(p);
+                    if d.intid < 32 {
+                        linked_in_lr |= 1 << d.intid;
+                    }
                 }
                 d.hw = None;
                 *lr = g.encode_saved_lr(d);
             }
         }
+        // The same for one acknowledged here but in no list register (the
+        // vCPU left right after it arrived: its slice ended, its VM is
+        // resetting, or an earlier copy still occupies the list register):
+        // once the link is dropped nothing else would deactivate it: PPI 27
+        // would stay active on this CPU and no virtual timer here would
+        // fire again (a VM restart used to hit this: Linux hung).
+        vm.vgic.lock().unlink_hw(v.index, linked_in_lr, &mut |p| g.deactivate(p));
         // Silence this vCPU's timer while it is not on the CPU.
         write_sysreg!(cntv_ctl_el0, 0);
         write_sysreg!(hcr_el2, 0);
@@ -234,6 +262,15 @@ impl Cpu {
                 break;
             }
             g.eoi(raw);
+            exit_stats::count(match intid {
+                PPI_VTIMER => Kind::PirqVtimer,
+                PPI_HYP_TIMER => Kind::PirqHypTimer,
+                PPI_MAINTENANCE => Kind::PirqMaint,
+                SGI_KICK => Kind::PirqKick,
+                i if Some(i) == hyp().uart_intid => Kind::PirqUart,
+                i if hyp().vms.iter().any(|vm| vm.passthrough_intids.contains(&i)) => Kind::PirqPassthrough,
+                _ => Kind::PirqOther,
+            });
             match intid {
                 PPI_VTIMER => match current {
                     // Linked to the physical PPI: the guest's deactivation

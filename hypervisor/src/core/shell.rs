@@ -1,4 +1,5 @@
 //! The hypervisor's own shell on the console (input focus `Ctrl-] h`).
+use super::image_slots::Target;
 use super::{heap, hyp};
 use crate::arch::aarch64::firmware;
 use crate::arch::aarch64::sysreg::{counter, counter_freq};
@@ -26,15 +27,27 @@ pub fn input(byte: u8) {
 fn run(cmd: &str) {
     match cmd {
         "" => {}
-        "help" => hvprintln!(
-            "commands: help, status, rejuvenate (warm reload: VMs keep running), reboot (cold reset of the machine: VMs start afresh), debug-fault (test the EL2 fault report: stops this CPU)"
-        ),
-        "rejuvenate" => super::rejuvenate::request(),
+        "help" => {
+            hvprintln!("commands: help, status (VMs and aging indicators), exits (guest exits by kind since this image started, summed over CPUs), images (the image slots)");
+            hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the image in the other slot; after an upgrade that is the previous image, i.e. a rollback)");
+            hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU)");
+        }
+        "rejuvenate" => {
+            super::rejuvenate::request(Target::Current);
+        }
+        "upgrade" => {
+            super::rejuvenate::request(Target::Other);
+        }
+        "images" => super::image_slots::list(),
         "debug-rejuvenate-corrupt" => super::rejuvenate::request_corrupted(),
         "reboot" => reboot(),
         "status" => status(),
+        "exits" => super::exit_stats::print(),
         "debug-fault" => debug_fault(),
-        other => hvprintln!("unknown command '{}' (try 'help')", other),
+        other => match other.strip_prefix("debug-leak ") {
+            Some(arg) => debug_leak(arg.trim()),
+            None => hvprintln!("unknown command '{}' (try 'help')", other),
+        },
     }
 }
 
@@ -49,6 +62,16 @@ pub fn status() {
         used / 1024,
         total / 1024,
         h.ncpus
+    );
+    let gen = super::rejuvenate::GENERATION.load(core::sync::atomic::Ordering::Relaxed);
+    hvprintln!(
+        "aging: image up {} s, generation {} ({} warm reloads since the cold boot), heap {} bytes in use ({} bytes requested), largest free block {} KiB",
+        counter().saturating_sub(super::boot::image_entered()) / counter_freq(),
+        gen,
+        gen,
+        used,
+        heap::user_bytes(),
+        heap::largest_free_block() / 1024
     );
     for vm in &h.vms {
         hvprintln!("vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.state(), vm.ram_size >> 20, vm.ram_pa, vm.vcpus.len());
@@ -72,6 +95,29 @@ fn reboot() {
         }
         _ => hvprintln!("reboot: no PSCI conduit in the device tree; cannot reset the machine"),
     }
+}
+
+/// Leak `arg` KiB of hypervisor heap in 64 KiB pieces: the aging a warm
+/// reload is meant to clear (`status` shows it before and after).
+fn debug_leak(arg: &str) {
+    let Ok(kib) = arg.parse::<usize>() else {
+        hvprintln!("debug-leak: expected a size in KiB, got '{}'", arg);
+        return;
+    };
+    let (used, total) = heap::usage();
+    // Leave the heap at least half free: the point is to age it, not to
+    // starve the VMs' own bookkeeping.
+    if kib.saturating_mul(1024) > (total / 2).saturating_sub(used) {
+        hvprintln!("debug-leak: {} KiB refused: at most {} KiB may be leaked", kib, (total / 2).saturating_sub(used) / 1024);
+        return;
+    }
+    let mut left = kib * 1024;
+    while left > 0 {
+        let n = left.min(64 * 1024);
+        core::mem::forget(alloc::vec![0xa5u8; n]);
+        left -= n;
+    }
+    hvprintln!("debug-leak: leaked {} KiB of hypervisor heap", kib);
 }
 
 /// Deliberately take a data abort at EL2, to check that an unexpected

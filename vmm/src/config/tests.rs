@@ -1273,3 +1273,27 @@ fn passthrough_rules() {
         assert!(got.starts_with(path) && got.contains(what), "{got} should name {path} and say '{what}'");
     }
 }
+
+#[test]
+fn rejuvenate_interval_setting() {
+    let with = |v: Option<Vec<u8>>| {
+        host(|w| {
+            memory(w);
+            cpus(w, 1);
+            gicv3(w);
+            let props: Vec<(&str, Vec<u8>)> = v.iter().map(|v| ("blink,rejuvenate-interval-ms", v.clone())).collect();
+            node(w, "chosen", &props, |_| {});
+            pl011(w, 0x900_0000, 1, &[]);
+        })
+    };
+    let h = host_info(&with(None)).unwrap();
+    assert_eq!((h.rejuvenate_interval_ms, h.ignored.len()), (None, 0));
+    let h = host_info(&with(Some(5000u32.to_be_bytes().to_vec()))).unwrap();
+    assert_eq!((h.rejuvenate_interval_ms, h.ignored.len()), (Some(5000), 0));
+    // Too short, or not one u32: ignored with a message, the host still boots.
+    for bad in [vec![0, 0, 0, 10], vec![1, 2, 3], 5000u64.to_be_bytes().to_vec(), vec![]] {
+        let h = host_info(&with(Some(bad.clone()))).unwrap();
+        assert_eq!(h.rejuvenate_interval_ms, None, "{bad:?}");
+        assert!(h.ignored[0].contains("rejuvenate-interval-ms"), "{bad:?}");
+    }
+}

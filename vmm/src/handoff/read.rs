@@ -241,6 +241,10 @@ fn read_root(dt: &Dtb<'_>, limits: &HandoffLimits) -> R<Handoff> {
     let generation = root.u64("generation")?;
     let counter_freq = root.u64("counter-frequency")?;
     let prev_image = root.region_opt("prev-image")?;
+    let writer = match root.n.prop("writer") {
+        Some(_) => Some(root.string("writer", MAX_NAME_LEN)?),
+        None => None,
+    };
     let timestamps = match root.n.child("timestamps") {
         Some(t) => N::new(t).entries("timestamps", MAX_TIMESTAMPS)?,
         None => Vec::new(),
@@ -263,6 +267,7 @@ fn read_root(dt: &Dtb<'_>, limits: &HandoffLimits) -> R<Handoff> {
         timestamps,
         counter_freq,
         prev_image,
+        writer,
         vms,
     })
 }

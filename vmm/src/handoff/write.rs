@@ -51,6 +51,9 @@ fn body(h: &Handoff, minor: u16) -> Result<Vec<u8>, vm_fdt::Error> {
     if let Some(p) = h.prev_image {
         w.property_array_u64("prev-image", &[p.base, p.size])?;
     }
+    if let Some(v) = &h.writer {
+        w.property_string("writer", v)?;
+    }
     if probe {
         w.property_u32("probe-1-1", u32::from(minor))?;
     }

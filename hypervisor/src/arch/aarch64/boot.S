@@ -16,12 +16,14 @@ _start:
     .word   0                       // reserved
 
 // x0 = physical address of the device tree (boot protocol). A warm reload
-// (see core/rejuvenate.rs) also passes x1 = handoff block address and
-// x2 = WARM_MAGIC; a boot loader passes zero in both.
+// (see core/rejuvenate.rs) also passes x1 = handoff block address,
+// x2 = WARM_MAGIC and x3 = the image slot this image was copied from; a
+// boot loader passes zero in all three.
 primary_entry:
     mov     x19, x0
     mov     x21, x1
     mov     x22, x2
+    mov     x23, x3
     mov     x20, #0                 // logical CPU index 0
     mrs     x1, CurrentEL
     cmp     x1, #(2 << 2)
@@ -33,10 +35,22 @@ primary_entry:
     b.hs    2f
     stp     xzr, xzr, [x1], #16
     b       1b
-2:  bl      cpu_common_setup
+    // Keep the initial .data (the few statics with non-zero initializers):
+    // the copy of this image staged for warm reloads must be what a boot
+    // loader would load, not what the statics hold by then.
+2:  ldr     x1, =__data_start
+    ldr     x2, =__image_end_file
+    ldr     x3, =__data_pristine
+5:  cmp     x1, x2
+    b.hs    6f
+    ldr     x4, [x1], #8
+    str     x4, [x3], #8
+    b       5b
+6:  bl      cpu_common_setup
     mov     x0, x19
     mov     x1, x21
     mov     x2, x22
+    mov     x3, x23
     bl      rust_primary_main
     b       halt
 
@@ -83,6 +97,12 @@ halt:
     msr     daifset, #0xf
 4:  wfe
     b       4b
+
+.section .bss
+.balign 16
+.global __data_pristine
+__data_pristine:
+    .space  4096
 
 .section .rodata
 not_el2_msg:

@@ -46,18 +46,13 @@ el1_context!(
 
 /// FP/SIMD registers: q0-q31, FPCR, FPSR.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct FpContext {
     pub q: [u128; 32],
     pub fpcr: u64,
     pub fpsr: u64,
 }
 
-impl Default for FpContext {
-    fn default() -> Self {
-        Self { q: [0; 32], fpcr: 0, fpsr: 0 }
-    }
-}
 
 extern "C" {
     fn fp_save(ctx: *mut FpContext);

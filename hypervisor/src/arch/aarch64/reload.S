@@ -3,14 +3,55 @@
 // the MMU still on; everything it touches is identity mapped.
 //
 //   x0 = destination (the load address)     x3 = device tree
-//   x1 = source (the staged image)          x4 = handoff block
+//   x1 = source (the image in its slot)     x4 = handoff block
 //   x2 = length in bytes (multiple of 8)    x5 = WARM_MAGIC
+//   x6 = base of the image slot (passed on, so the new image knows which
+//        slot holds its own pristine copy)
+// Clean and invalidate data caches by set/way, from level 1 up to the
+// level in CLIDR_EL1 at bit \lshift (24: LoC, the whole hierarchy; 21:
+// LoUIS, the caches private to this CPU). Clobbers x10-x21.
+.macro dcache_clean_inval_setway lshift
+    mrs     x10, clidr_el1
+    ubfx    x11, x10, #\lshift, #3
+    lsl     x11, x11, #1                // level limit * 2
+    cbz     x11, 95f
+    mov     x12, #0                     // cache level * 2
+91: add     x13, x12, x12, lsr #1       // level * 3
+    lsr     x14, x10, x13
+    and     x14, x14, #7                // cache type at this level
+    cmp     x14, #2
+    b.lt    94f                         // no data cache here
+    msr     csselr_el1, x12
+    isb
+    mrs     x14, ccsidr_el1
+    and     x15, x14, #7
+    add     x15, x15, #4                // log2(line size)
+    ubfx    x16, x14, #3, #10           // ways - 1
+    clz     w17, w16                    // way shift
+    ubfx    x18, x14, #13, #15          // sets - 1
+92: mov     x19, x16                    // way
+93: lsl     x20, x19, x17
+    orr     x20, x20, x12               // | level
+    lsl     x21, x18, x15
+    orr     x20, x20, x21               // | set
+    dc      cisw, x20
+    subs    x19, x19, #1
+    b.ge    93b
+    subs    x18, x18, #1
+    b.ge    92b
+94: add     x12, x12, #2
+    cmp     x11, x12
+    b.gt    91b
+95: dsb     sy
+.endm
+
 .section .text
 .balign 4096
 .global reload_trampoline
 .global reload_trampoline_end
 reload_trampoline:
     mov     x9, x0
+    mov     x22, x6
     // MMU, data and instruction caches off: from here on every access goes
     // to memory, so the copy is visible to the new image's first fetches.
     mrs     x6, sctlr_el2
@@ -22,43 +63,11 @@ reload_trampoline:
     // dirty line of the old image (its heap, stacks, bss) can be written
     // back over the new one later. Other CPUs are off (PSCI CPU_OFF cleans
     // their caches).
-    mrs     x10, clidr_el1
-    and     x11, x10, #0x07000000       // LoC
-    lsr     x11, x11, #23               // LoC * 2
-    cbz     x11, 5f
-    mov     x12, #0                     // cache level * 2
-1:  add     x13, x12, x12, lsr #1       // level * 3
-    lsr     x14, x10, x13
-    and     x14, x14, #7                // cache type at this level
-    cmp     x14, #2
-    b.lt    4f                          // no data cache here
-    msr     csselr_el1, x12
-    isb
-    mrs     x14, ccsidr_el1
-    and     x15, x14, #7
-    add     x15, x15, #4                // log2(line size)
-    ubfx    x16, x14, #3, #10           // ways - 1
-    clz     w17, w16                    // way shift
-    ubfx    x18, x14, #13, #15          // sets - 1
-2:  mov     x19, x16                    // way
-3:  lsl     x20, x19, x17
-    orr     x20, x20, x12               // | level
-    lsl     x21, x18, x15
-    orr     x20, x20, x21               // | set
-    dc      cisw, x20
-    subs    x19, x19, #1
-    b.ge    3b
-    subs    x18, x18, #1
-    b.ge    2b
-    ubfx    x18, x14, #13, #15          // reload sets for the next level
-4:  add     x12, x12, #2
-    cmp     x11, x12
-    b.gt    1b
-5:  dsb     sy
+    dcache_clean_inval_setway 24
     isb
     tlbi    alle2
     dsb     sy
-    // Copy the staged image into place.
+    // Copy the image from its slot into place.
 6:  cbz     x2, 7f
     ldr     x7, [x1], #8
     str     x7, [x0], #8
@@ -71,5 +80,50 @@ reload_trampoline:
     mov     x0, x3
     mov     x1, x4
     mov     x2, x5
+    mov     x3, x22
     br      x9
 reload_trampoline_end:
+
+// The holding pen where secondary CPUs wait during a warm reload, instead
+// of being powered off (PSCI CPU_OFF/CPU_ON cost tens of milliseconds, and
+// spin-table boards cannot power CPUs off at all). Copied next to the
+// trampoline, outside every image; entered from `rejuvenate::park` with the
+// MMU on:
+//
+//   x0 = logical CPU index     x1 = this CPU's mailbox (16 bytes:
+//                                   +0 entry point, +8 state)
+//
+// The CPU turns its MMU and caches off, cleans its private caches (so that
+// no dirty line of the old image can be written back over the new one),
+// sets state = 1 ("parked") and waits for an entry point, which the new
+// image writes (then SEV). It enters it with x0 = its index, as PSCI
+// CPU_ON would.
+.balign 64
+.global holding_pen
+.global holding_pen_end
+holding_pen:
+    msr     daifset, #0xf           // nothing may reach the old vectors
+    mov     x8, x0
+    mov     x9, x1
+    mrs     x2, sctlr_el2
+    mov     x3, #((1 << 0) | (1 << 2) | (1 << 12))
+    bic     x2, x2, x3
+    msr     sctlr_el2, x2
+    isb
+    dcache_clean_inval_setway 21
+    isb
+    tlbi    alle2
+    dsb     sy
+    ic      iallu
+    dsb     sy
+    isb
+    mov     x2, #1
+    str     x2, [x9, #8]
+    dsb     sy
+    sev
+1:  wfe
+    ldr     x3, [x9]
+    cbz     x3, 1b
+    mov     x0, x8
+    br      x3
+holding_pen_end:

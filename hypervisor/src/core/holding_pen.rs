@@ -1,0 +1,132 @@
+//! The holding pen (code in `reload.S`): where secondary CPUs wait while a
+//! warm reload replaces the image, instead of being powered off and on
+//! through PSCI — which costs tens of milliseconds, and which spin-table
+//! boards (the Raspberry Pi 4) cannot do at all.
+//!
+//! It lives in the board's trampoline region, outside every image and the
+//! heap: the pen code, a header (magic, number of CPUs) and one mailbox per
+//! CPU (entry point, state). The old image's secondaries enter it with their
+//! MMU and caches off; the new image, and only at a warm entry (a stale pen
+//! page after a machine reset must never be trusted), writes each parked
+//! CPU's entry point and wakes them with SEV. CPUs that are not in the pen
+//! (or a pen page that does not validate) get PSCI CPU_ON as at a cold boot.
+use crate::arch::aarch64::cache;
+use crate::write_sysreg;
+use core::ptr::{read_volatile, write_volatile};
+use platform::BOARD;
+
+/// From the board's trampoline address (the trampoline itself is < 4 KiB).
+const PEN_OFFSET: u64 = 0x1_0000;
+const HEADER_OFF: u64 = 0x780;
+const MAILBOX_OFF: u64 = 0x800;
+const MAILBOX_SIZE: u64 = 16;
+const MAX_CPUS: usize = 8;
+const MAGIC: u64 = u64::from_le_bytes(*b"BLINKPEN");
+const PARKED: u64 = 1;
+
+extern "C" {
+    static holding_pen: u8;
+    static holding_pen_end: u8;
+}
+
+fn base() -> u64 {
+    BOARD.trampoline + PEN_OFFSET
+}
+
+fn mailbox(cpu: usize) -> u64 {
+    base() + MAILBOX_OFF + cpu as u64 * MAILBOX_SIZE
+}
+
+/// A word another CPU wrote with its caches off: drop any stale copy of the
+/// line first.
+fn read_uncached(addr: u64) -> u64 {
+    cache::clean_invalidate_to_poc(addr, 8);
+    // SAFETY: `addr` is inside the pen page, reserved in the board's
+    // trampoline region and identity mapped; aligned to 8.
+    unsafe { read_volatile(addr as *const u64) }
+}
+
+/// A word for a CPU whose caches are off: write it through to memory.
+fn write_through(addr: u64, value: u64) {
+    // SAFETY: as in `read_uncached`.
+    unsafe { write_volatile(addr as *mut u64, value) };
+    cache::clean_to_poc(addr, 8);
+}
+
+/// CPU 0 of the old image, before letting the secondaries go: install the
+/// pen code and empty mailboxes for `ncpus` CPUs. False if it cannot be
+/// used (then the secondaries are powered off instead).
+pub fn prepare(ncpus: usize) -> bool {
+    // SAFETY: linker symbols delimit the pen code in reload.S.
+    let (start, end) = unsafe { (&holding_pen as *const u8 as u64, &holding_pen_end as *const u8 as u64) };
+    let len = end - start;
+    if len > HEADER_OFF || ncpus > MAX_CPUS {
+        return false;
+    }
+    // SAFETY: the pen page is reserved (trampoline region), mapped, and no
+    // CPU runs from it now: the previous reload's secondaries left it long
+    // ago (each is back in its run loop before a reload can start). The pen
+    // code is position independent.
+    unsafe {
+        core::ptr::copy_nonoverlapping(start as *const u8, base() as *mut u8, len as usize);
+        core::ptr::write_bytes((base() + MAILBOX_OFF) as *mut u8, 0, MAX_CPUS * MAILBOX_SIZE as usize);
+        write_volatile((base() + HEADER_OFF) as *mut u64, MAGIC);
+        write_volatile((base() + HEADER_OFF + 8) as *mut u64, ncpus as u64);
+    }
+    cache::clean_invalidate_to_poc(base(), MAILBOX_OFF + MAX_CPUS as u64 * MAILBOX_SIZE);
+    cache::invalidate_icache();
+    true
+}
+
+/// A secondary of the old image, its vCPUs saved: go to the pen and wait
+/// for the new image.
+pub fn enter(cpu: usize) -> ! {
+    // The hypervisor timer must not fire into the next image's vectors
+    // before it has set them up; no guest state stays live.
+    write_sysreg!(cnthp_ctl_el2, 2);
+    write_sysreg!(hcr_el2, 0);
+    crate::arch::aarch64::sysreg::isb();
+    // SAFETY: `prepare` installed the pen code at `base()` and cleaned it
+    // to memory; it never returns (it enters the new image).
+    unsafe {
+        let pen: extern "C" fn(u64, u64) -> ! = core::mem::transmute(base() as usize);
+        pen(cpu as u64, mailbox(cpu))
+    }
+}
+
+/// CPU 0 of the old image: whether `cpu` reached the pen (its caches are
+/// clean and off) before the counter reaches `deadline`.
+pub fn wait_parked(cpu: usize, deadline: u64) -> bool {
+    use crate::arch::aarch64::sysreg::counter;
+    loop {
+        if read_uncached(mailbox(cpu) + 8) == PARKED {
+            return true;
+        }
+        if counter() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// New image, warm entry only: release every CPU parked in the pen into
+/// `entry` (with x0 = its index). Returns a bit mask of the CPUs released;
+/// 0 if the pen page does not describe parked CPUs. The pen header is
+/// erased either way, so it is used at most once.
+pub fn release(ncpus: usize, entry: u64) -> u64 {
+    if read_uncached(base() + HEADER_OFF) != MAGIC {
+        return 0;
+    }
+    let parked_cpus = read_uncached(base() + HEADER_OFF + 8) as usize;
+    let mut released = 0;
+    for cpu in 1..ncpus.min(parked_cpus).min(MAX_CPUS) {
+        if read_uncached(mailbox(cpu) + 8) == PARKED {
+            write_through(mailbox(cpu), entry);
+            released |= 1 << cpu;
+        }
+    }
+    write_through(base() + HEADER_OFF, 0);
+    // SAFETY: SEV only wakes CPUs waiting in WFE.
+    unsafe { core::arch::asm!("dsb sy", "sev", options(nostack, preserves_flags)) };
+    released
+}

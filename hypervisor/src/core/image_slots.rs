@@ -1,0 +1,167 @@
+//! The board's two image slots (format: `vmm::image_slot`): which one holds
+//! this image's pristine copy, what the other one holds, and choosing the
+//! image a warm reload starts.
+//!
+//! A cold boot copies the running image into slot 0. A warm entry is told
+//! (x3) which slot its image came from, so after an upgrade from slot 0 to
+//! slot 1 the old image still sits untouched in slot 0 and "the other slot"
+//! is the way back.
+use crate::arch::aarch64::cache;
+use alloc::string::String;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use log::error;
+use platform::BOARD;
+use vmm::image_slot::{self, ImageRules, SlotError, SlotImage, HEADER_SIZE};
+
+const NONE: usize = usize::MAX;
+/// Slot holding the running image (index into `BOARD.image_slots`).
+static CURRENT: AtomicUsize = AtomicUsize::new(NONE);
+/// Slot of the image that handed over to this one (after a warm reload).
+static PREVIOUS: AtomicUsize = AtomicUsize::new(NONE);
+
+/// This build's version string, as written into slot headers and the
+/// handoff block (`BLINK_BUILD_TAG` at build time adds a suffix).
+pub const VERSION: &str = concat!("blink ", env!("BLINK_VERSION"));
+
+extern "C" {
+    static __image_start: u8;
+    static __data_start: u8;
+    static __image_end_file: u8;
+    /// The initial `.data`, saved by boot.S before any Rust code ran.
+    static __data_pristine: u8;
+}
+
+/// Which slot a reload starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A fresh copy of the running image (rejuvenation).
+    Current,
+    /// The image in the other slot (upgrade, or rollback after one).
+    Other,
+}
+
+pub fn rules() -> ImageRules {
+    let keep = BOARD.image_slots[0].0.min(BOARD.image_slots[1].0).min(BOARD.handoff.0).min(BOARD.trampoline);
+    ImageRules { load_address: BOARD.load_address, max_image_size: keep - BOARD.load_address }
+}
+
+fn bytes(slot: usize) -> &'static [u8] {
+    let (base, size) = BOARD.image_slots[slot];
+    // SAFETY: image slots are reserved in the board description, identity
+    // mapped, outside the heap and written only by `stage_self` (before any
+    // reader) or by the boot loader.
+    unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) }
+}
+
+pub fn current() -> Option<usize> {
+    Some(CURRENT.load(Ordering::Acquire)).filter(|&s| s != NONE)
+}
+
+pub fn previous() -> Option<usize> {
+    Some(PREVIOUS.load(Ordering::Acquire)).filter(|&s| s != NONE)
+}
+
+/// Cold boot: copy this image, with a slot header, into slot 0: the running
+/// image's code and read-only data, and `.data` as it was at entry (statics
+/// change at run time; the copy must be what a boot loader would load).
+pub fn stage_self() {
+    // SAFETY: linker symbols delimit the file part of the image and its
+    // `.data`; boot.S filled `__data_pristine` with that many bytes (the
+    // linker script asserts they fit).
+    let (image, data_off, pristine) = unsafe {
+        let start = &__image_start as *const u8 as usize;
+        let data = &__data_start as *const u8 as usize;
+        let end = &__image_end_file as *const u8 as usize;
+        (
+            core::slice::from_raw_parts(start as *const u8, end - start),
+            data - start,
+            core::slice::from_raw_parts(&__data_pristine as *const u8, end - data),
+        )
+    };
+    let (base, size) = BOARD.image_slots[0];
+    if (HEADER_SIZE + image.len()) as u64 > size {
+        error!("image ({} bytes) larger than image slot 0: warm reload unavailable", image.len());
+        return;
+    }
+    let dst = (base + HEADER_SIZE as u64) as *mut u8;
+    // SAFETY: slot 0 is reserved for this (board description), mapped, and
+    // disjoint from the running image; nothing else writes it. The `.data`
+    // range lies inside the image just copied.
+    let staged = unsafe {
+        core::ptr::write_bytes(base as *mut u8, 0, HEADER_SIZE);
+        core::ptr::copy_nonoverlapping(image.as_ptr(), dst, image.len());
+        core::ptr::copy_nonoverlapping(pristine.as_ptr(), dst.add(data_off), pristine.len());
+        core::slice::from_raw_parts(dst as *const u8, image.len())
+    };
+    let header = image_slot::header(VERSION, staged);
+    // SAFETY: the header page at the start of slot 0, see above.
+    unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), base as *mut u8, header.len()) };
+    cache::clean_to_poc(base, HEADER_SIZE as u64 + image.len() as u64);
+    CURRENT.store(0, Ordering::Release);
+}
+
+/// Warm entry: `slot_base` (x3) is the base of the slot this image was
+/// copied from; the handoff's `prev-image`, if any, the old image's slot.
+pub fn adopt(slot_base: u64, prev: Option<u64>) {
+    match BOARD.image_slots.iter().position(|s| s.0 == slot_base) {
+        Some(i) => CURRENT.store(i, Ordering::Release),
+        None => {
+            error!("warm entry from an unknown image slot {:#x}; staging this image into slot 0", slot_base);
+            stage_self();
+        }
+    }
+    if let Some(p) = prev.and_then(|b| BOARD.image_slots.iter().position(|s| s.0 == b)) {
+        PREVIOUS.store(p, Ordering::Release);
+    }
+}
+
+/// The slot a reload to `target` starts, fully verified (header, checksum
+/// of the whole image, arm64 header); with what it holds.
+pub fn choose(target: Target) -> Result<(usize, SlotImage), String> {
+    let cur = current().ok_or_else(|| String::from("no image slot holds this image"))?;
+    let slot = match target {
+        Target::Current => cur,
+        Target::Other => 1 - cur,
+    };
+    image_slot::verify(bytes(slot), &rules())
+        .map(|img| (slot, img))
+        .map_err(|e| alloc::format!("image slot {slot}: {e}"))
+}
+
+/// Last check just before jumping (the slot was verified when the reload
+/// was requested): the header still reads; returns (image address, bytes
+/// to copy, a multiple of 8 within the slot).
+pub fn copy_source(slot: usize) -> Result<(u64, u64), SlotError> {
+    let s = image_slot::read_header(bytes(slot))?;
+    let (base, size) = BOARD.image_slots[slot];
+    let len = s.image_len.next_multiple_of(8);
+    if HEADER_SIZE as u64 + len > size {
+        return Err(SlotError::TooLarge { image_len: s.image_len, room: size - HEADER_SIZE as u64 });
+    }
+    image_slot::check_arm64_image(&bytes(slot)[HEADER_SIZE..HEADER_SIZE + s.image_len as usize], &rules())?;
+    Ok((base + HEADER_SIZE as u64, len))
+}
+
+/// The `images` command: what each slot holds.
+pub fn list() {
+    for (i, (base, size)) in BOARD.image_slots.iter().enumerate() {
+        let role = match (current(), previous()) {
+            (Some(c), _) if c == i => " [running]",
+            (_, Some(p)) if p == i => " [previous]",
+            _ => "",
+        };
+        match image_slot::verify(bytes(i), &rules()) {
+            Ok(img) => hvprintln!(
+                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, checksum {:#010x} ok{}",
+                i,
+                base,
+                size / 1024,
+                img.version,
+                img.image_len,
+                img.image_crc,
+                role
+            ),
+            Err(e) => hvprintln!("image slot {} at {:#x} ({} KiB): {}{}", i, base, size / 1024, e, role),
+        }
+    }
+}

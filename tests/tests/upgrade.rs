@@ -1,0 +1,137 @@
+//! Upgrade and rollback by warm reload: N -> N+1 -> N with two different
+//! builds (the "next" build says `+next` in its version and writes handoff
+//! format 1.1, which the normal build reads as 1.0 plus fields it ignores).
+//! QEMU places the next build in image slot 1; `upgrade` reloads into the
+//! other slot, so a second `upgrade` is the rollback. An empty or damaged
+//! slot is refused before any VM is paused.
+
+use tests::*;
+
+fn pass_n(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("[domU1] mempattern: pass ")?;
+    rest.split(':').next()?.parse().ok()
+}
+
+fn version() -> String {
+    format!("blink {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn start_with_slot(gic: u32, slot: Option<std::path::PathBuf>) -> anyhow::Result<QemuRun> {
+    require_images(&["heartbeat", "mempattern"])?;
+    let mut s = scenario(gic, [VmSpec::guest("domU0", "heartbeat"), VmSpec::guest("domU1", "mempattern")]);
+    s.next_image = slot;
+    let mut run = start(&s)?;
+    wait_all(&mut run, &[re(r"^\[domU0\] heartbeat: n=2 "), re(r"^\[domU1\] mempattern: pass 1: \d+ MiB ok$")])?;
+    run.send(b"\x1dh")?;
+    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+    Ok(run)
+}
+
+/// One `upgrade` from `from` (writing handoff minor `from_minor`) into `to`.
+fn upgrade(run: &mut QemuRun, generation: u32, from: &str, from_minor: u32, to: &str, to_minor: u32) -> anyhow::Result<()> {
+    let beat = heartbeats(run, "domU0").last().copied().unwrap_or(0);
+    let pass = run.lines().iter().filter_map(|l| pass_n(l)).next_back().unwrap_or(0);
+    let e = regex::escape;
+    run.send(b"upgrade\r")?;
+    run.expect(&re(&format!(r"^\[hv\] upgrade: image slot \d holds '{}' \(\d+ bytes, checksum ok\); this is '{}'$", e(to), e(from))), DEADLINE)?;
+    run.expect(&re(&format!(r"^\[hv\] {} on qemu-virt: EL2, 2 CPUs, GICv\d$", e(to))), DEADLINE)?;
+    run.expect(
+        &re(&format!(
+            r"^\[hv\] handoff: format 1\.{from_minor} written by '{}' \(generation {}\); this is '{}', format 1\.{to_minor}$",
+            e(from),
+            generation - 1,
+            e(to)
+        )),
+        DEADLINE,
+    )?;
+    run.expect(&re(&format!(r"^\[hv\] reload: generation {generation}, 2 VMs resumed; ")), DEADLINE)?;
+    run.wait_until(DEADLINE, "heartbeat after the upgrade", |l| l.iter().filter_map(|l| heartbeat_n("domU0", l)).find(|&n| n > beat))?;
+    run.wait_until(DEADLINE, "memory verified after the upgrade", |l| l.iter().filter_map(|l| pass_n(l)).find(|&n| n > pass))?;
+    Ok(())
+}
+
+fn n_to_next_and_back(gic: u32) -> anyhow::Result<()> {
+    let next = xtask::images::require_next_image()?;
+    let (n, n1) = (version(), xtask::images::next_version());
+    let mut run = start_with_slot(gic, Some(next))?;
+    run.send(b"images\r")?;
+    let e = regex::escape;
+    run.expect(&re(&format!(r"^\[hv\] image slot 0 at 0x[0-9a-f]+ \(\d+ KiB\): '{}', \d+ bytes, checksum 0x[0-9a-f]{{8}} ok \[running\]$", e(&n))), DEADLINE)?;
+    run.expect(&re(&format!(r"^\[hv\] image slot 1 at 0x[0-9a-f]+ \(\d+ KiB\): '{}', \d+ bytes, checksum 0x[0-9a-f]{{8}} ok$", e(&n1))), DEADLINE)?;
+    upgrade(&mut run, 1, &n, 0, &n1, 1)?;
+    run.send(b"images\r")?;
+    run.expect(&re(&format!(r"^\[hv\] image slot 0 .*'{}'.* ok \[previous\]$", e(&n))), DEADLINE)?;
+    run.expect(&re(&format!(r"^\[hv\] image slot 1 .*'{}'.* ok \[running\]$", e(&n1))), DEADLINE)?;
+    upgrade(&mut run, 2, &n1, 1, &n, 0)?;
+    // Back on N, whose slot still holds its pristine copy: a plain
+    // rejuvenation works as before (its previous image is itself now), and
+    // the next build is still intact in the other slot.
+    run.send(b"rejuvenate\r")?;
+    run.expect(&re(&format!(r"^\[hv\] handoff: format 1\.0 written by '{}' \(generation 2\); this is '{}', format 1\.0$", e(&n), e(&n))), DEADLINE)?;
+    run.expect(&re(r"^\[hv\] reload: generation 3, 2 VMs resumed; "), DEADLINE)?;
+    run.send(b"images\r")?;
+    run.expect(&re(&format!(r"^\[hv\] image slot 0 .*'{}'.* ok \[running\]$", e(&n))), DEADLINE)?;
+    run.expect(&re(&format!(r"^\[hv\] image slot 1 .*'{}'.* ok$", e(&n1))), DEADLINE)?;
+    more_heartbeats(&mut run, "domU0", 2, "heartbeat after three reloads")?;
+    let lines = run.lines();
+    let beats = heartbeats(&run, "domU0");
+    check!(run, beats.windows(2).all(|w| w[1] == w[0] + 1), "heartbeat counter not continuous: {beats:?}");
+    let passes: Vec<u64> = lines.iter().filter_map(|l| pass_n(l)).collect();
+    check!(run, passes.windows(2).all(|w| w[1] == w[0] + 1), "mempattern passes not continuous: {passes:?}");
+    check!(run, lines.iter().filter(|l| l.contains("mempattern: filled")).count() == 1, "mempattern restarted");
+    // `started` lines belong to the cold boot only.
+    let first = lines.iter().position(|l| l.contains("upgrade:")).unwrap_or(0);
+    let bad = re(r"MISMATCH|ERROR|WARN|refused|\bstarted$");
+    if let Some(l) = lines[first..].iter().find(|l| bad.is_match(l)) {
+        anyhow::bail!("unexpected line after the first upgrade: {l}\n{}", run.report());
+    }
+    Ok(())
+}
+
+/// Without a second image, `upgrade` says why not and nothing stops.
+fn empty_slot(gic: u32) -> anyhow::Result<()> {
+    let mut run = start_with_slot(gic, None)?;
+    run.send(b"upgrade\r")?;
+    run.expect(&re(r"^\[hv\] ERROR: rejuvenate: image slot 1: no image \(no BLINKIMG header\); nothing changes, VMs keep running$"), DEADLINE)?;
+    let ns = more_heartbeats(&mut run, "domU0", 2, "heartbeat after the refused upgrade")?;
+    check_counting(&run, &ns, "after the refused upgrade")?;
+    run.assert_absent(&re(r"suspending|warm entry"))?;
+    Ok(())
+}
+
+/// A slot whose image was damaged (one byte) fails its checksum.
+fn damaged_slot(gic: u32) -> anyhow::Result<()> {
+    let mut bytes = std::fs::read(xtask::images::require_next_image()?)?;
+    let mid = vmm::image_slot::HEADER_SIZE + (bytes.len() - vmm::image_slot::HEADER_SIZE) / 2;
+    bytes[mid] ^= 0x01;
+    let dir = std::env::temp_dir().join(format!("blink-damaged-slot-{}-{gic}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("damaged.slot");
+    std::fs::write(&path, &bytes)?;
+    let mut run = start_with_slot(gic, Some(path))?;
+    run.send(b"upgrade\r")?;
+    run.expect(&re(r"^\[hv\] ERROR: rejuvenate: image slot 1: image checksum mismatch \(header 0x[0-9a-f]{8}, image 0x[0-9a-f]{8}\); nothing changes, VMs keep running$"), DEADLINE)?;
+    let ns = more_heartbeats(&mut run, "domU0", 2, "heartbeat after the refused upgrade")?;
+    check_counting(&run, &ns, "after the refused upgrade")?;
+    run.assert_absent(&re(r"suspending|warm entry"))?;
+    drop(run);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+mod n_next_n {
+    use super::*;
+    on_both_gics!(n_to_next_and_back);
+}
+
+mod refused {
+    use super::*;
+    #[test]
+    fn empty_slot_gicv3() -> anyhow::Result<()> {
+        empty_slot(3)
+    }
+    #[test]
+    fn damaged_slot_gicv3() -> anyhow::Result<()> {
+        damaged_slot(3)
+    }
+}
