@@ -316,6 +316,17 @@ mod tests {
             }
             s[..8].copy_from_slice(&MAGIC);
             let _ = verify(&s, &RULES);
+            // With a valid header checksum, so the fields behind it are
+            // exercised too (the random bytes almost never pass it).
+            s[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+            s[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+            let crc = fixed_crc(&s[..FIXED_SIZE]);
+            s[HEADER_CRC_OFF..HEADER_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
+            match read_header(&s) {
+                Ok(h) => assert!(HEADER_SIZE as u64 + h.image_len <= s.len() as u64),
+                Err(e) => assert!(matches!(e, SlotError::TooLarge { .. } | SlotError::BadVersion), "{e:?}"),
+            }
+            let _ = verify(&s, &RULES);
         }
     }
 }

@@ -143,10 +143,12 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     run.fail_on(Regex::new(r"FATAL|PANIC|\] ERROR|Kernel panic")?);
     let beat = Regex::new(r"^\[domU0\] heartbeat: n=(\d+) count=\d+ max_gap_us=(\d+) ")?;
     let linux_ready = Regex::new(r"^\[domU1\] init: ready uptime=([0-9.]+) ")?;
-    run.expect(&linux_ready, RELOAD_TIMEOUT)
-        .with_context(|| format!("Linux beside a {ram_mib} MiB heartbeat guest ({mode}) did not reach /init"))?;
-    run.expect(&Regex::new(r"^\[domU0\] heartbeat: n=2 ")?, RELOAD_TIMEOUT)
-        .with_context(|| format!("heartbeat guest with {ram_mib} MiB ({mode}) did not start counting"))?;
+    // Both, in whichever order they come.
+    let beat2 = Regex::new(r"^\[domU0\] heartbeat: n=2 ")?;
+    run.wait_until(RELOAD_TIMEOUT, "Linux at /init and the heartbeat counting", |lines| {
+        (lines.iter().any(|l| linux_ready.is_match(l)) && lines.iter().any(|l| beat2.is_match(l))).then_some(())
+    })
+    .with_context(|| format!("Linux at /init beside a {ram_mib} MiB heartbeat guest ({mode})"))?;
     run.send(b"\x1dh")?;
     run.expect("console input now goes to the hypervisor shell", RELOAD_TIMEOUT)?;
     let reload_line = Regex::new(r"^\[hv\] reload: generation (\d+), 2 VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;(.*)$")?;
@@ -201,9 +203,16 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     // offset, so offset + its counter at the start line is when the guest
     // reached its workload, in system-counter time.
     r.cold_us = us(cntvoff + guest_start - t_reboot);
-    // The guest is back at work only once it reports again.
-    run.expect(&Regex::new(r"^\[domU0\] heartbeat: n=1 ")?, RELOAD_TIMEOUT)?;
-    let l = run.expect(&linux_ready, RELOAD_TIMEOUT).context("Linux did not reach /init after the cold reboot")?;
+    // The guests are back at work once the heartbeat reports again and
+    // Linux is at /init, in whichever order.
+    let from = run.cursor();
+    let beat1 = Regex::new(r"^\[domU0\] heartbeat: n=1 ")?;
+    let l = run
+        .wait_until(RELOAD_TIMEOUT, "the heartbeat and Linux back after the cold reboot", |lines| {
+            let ready = lines[from..].iter().find(|l| linux_ready.is_match(l))?;
+            lines[from..].iter().any(|l| beat1.is_match(l)).then(|| ready.clone())
+        })
+        .context("the guests did not come back after the cold reboot")?;
     let uptime: f64 = linux_ready.captures(&l).context("ready line")?[1].parse()?;
     r.cold_linux_us = us(cntvoff_linux - t_reboot) + (uptime * 1e6) as u64;
     Ok(r)

@@ -33,7 +33,9 @@ fn init_el2_controls() {
     write_sysreg!(cptr_el2, 0x33ff);
     // Guests may read the physical counter but not program the physical
     // timer (they have the virtual one).
-    write_sysreg!(cnthctl_el2, 1);
+    // Also an event stream (EVNTEN, bit 15 of the counter: every ~0.5 ms at
+    // 62.5 MHz) so that WFE-based waits between CPUs cannot sleep forever.
+    write_sysreg!(cnthctl_el2, 1 | (1 << 2) | (15 << 4));
     write_sysreg!(cntvoff_el2, 0);
     let pa_range = read_sysreg!(id_aa64mmfr0_el1) & 0xf;
     write_sysreg!(vtcr_el2, vmm::stage2::vtcr(pa_range));
@@ -73,6 +75,11 @@ extern "C" {
     fn secondary_entry();
 }
 
+/// Bit per CPU this image started (CPU 0, and each secondary released from
+/// the holding pen or started by PSCI): a reload waits for all of them to
+/// be online first.
+pub static STARTED_CPUS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
+
 /// Counter value when this image was entered (its age, for `status`).
 static IMAGE_ENTERED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
@@ -81,7 +88,7 @@ pub fn image_entered() -> u64 {
 }
 
 #[no_mangle]
-extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, slot_base: u64) -> ! {
+extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, slot_base: u64, t_jump: u64) -> ! {
     let t_entry = sysreg::counter();
     IMAGE_ENTERED.store(t_entry, core::sync::atomic::Ordering::Relaxed);
     let warm = magic == rejuvenate::WARM_MAGIC && handoff_addr == BOARD.handoff.0;
@@ -141,6 +148,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
         (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Some(Conduit::Hvc),
         _ => None,
     });
+    let t_el2_ready = sysreg::counter();
     start_secondaries(&info, ncpus, warm);
     let gicv = match info.gic.regs {
         GicRegs::V2 { gicv, .. } => Some(gicv.base),
@@ -152,15 +160,16 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
         let result = rejuvenate::resume(handoff_addr, &info, g, ncpus, gicv);
         // Whatever happens, this block is never used again.
         rejuvenate::consume(handoff_addr);
-        image_slots::adopt(slot_base, result.as_ref().ok().and_then(|(_, ho)| ho.prev_image.map(|r| r.base)));
+        image_slots::adopt(slot_base, result.as_ref().ok().and_then(|(_, ho, _)| ho.prev_image.map(|r| r.base)));
         match result {
-            Ok((mut vms, ho)) => {
+            Ok((mut vms, ho, t_parsed)) => {
+                let t_rebuilt = sysreg::counter();
                 rejuvenate::GENERATION.store(ho.generation + 1, core::sync::atomic::Ordering::Relaxed);
                 attach_configs(&mut vms, dtb, dtb_addr as u64, &info);
                 for vm in &vms {
                     hvprintln!("vm {} '{}': resumed, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.ram_size / MIB, vm.ram_pa, vm.vcpus.len());
                 }
-                resumed = Some((ho, sysreg::counter()));
+                resumed = Some((ho, [t_parsed, t_rebuilt, sysreg::counter()]));
                 vms
             }
             Err(e) => {
@@ -197,9 +206,17 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
         dtb: dtb_addr as u64,
     });
     match resumed {
-        Some((ho, t_parsed)) => rejuvenate::report(
+        Some((ho, [t_parsed, t_rebuilt, t_configs])) => rejuvenate::report(
             &ho,
-            &[("new_image_entry", t_entry), ("handoff_parsed", t_parsed), ("resumed", sysreg::counter())],
+            &[
+                ("trampoline", t_jump),
+                ("new_image_entry", t_entry),
+                ("el2_ready", t_el2_ready),
+                ("handoff_parsed", t_parsed),
+                ("vms_rebuilt", t_rebuilt),
+                ("configs_attached", t_configs),
+                ("resumed", sysreg::counter()),
+            ],
         ),
         None => {
             for vm in &h.vms {
@@ -237,6 +254,7 @@ fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
     let released = if warm { holding_pen::release(ncpus, secondary_entry as *const () as u64) } else { 0 };
     if released != 0 {
         info!("{} secondary CPU(s) released from the holding pen", released.count_ones());
+        STARTED_CPUS.fetch_or(released as usize, core::sync::atomic::Ordering::AcqRel);
     }
     if released.count_ones() as usize + 1 >= ncpus {
         return;
@@ -255,8 +273,11 @@ fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
         if released & (1 << i) != 0 {
             continue;
         }
-        if let Err(e) = firmware::cpu_on(conduit, cpu.mpidr, secondary_entry as *const () as u64, i as u64) {
-            error!("cpu {} (MPIDR {:#x}) did not start: {:?}", i, cpu.mpidr, e);
+        match firmware::cpu_on(conduit, cpu.mpidr, secondary_entry as *const () as u64, i as u64) {
+            Ok(_) => {
+                STARTED_CPUS.fetch_or(1 << i, core::sync::atomic::Ordering::AcqRel);
+            }
+            Err(e) => error!("cpu {} (MPIDR {:#x}) did not start: {:?}", i, cpu.mpidr, e),
         }
     }
 }

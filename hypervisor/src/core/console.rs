@@ -116,20 +116,43 @@ pub fn guest_read_rx() {
     }
 }
 
-/// Deliver backlogged input until a guest's FIFO is full again.
+/// Deliver backlogged input, in order for each VM; a VM whose FIFO is full
+/// holds back only its own bytes.
 fn flush_backlog() {
     let mut q = BACKLOG.lock();
-    while let Some(&(vm, b)) = q.front() {
-        if !deliver(vm, b) {
-            return;
+    let mut blocked = [false; MAX_BACKLOG_VMS];
+    let mut i = 0;
+    while i < q.len() {
+        let (vm, b) = q[i];
+        if blocked.get(vm).copied().unwrap_or(false) {
+            i += 1;
+        } else if deliver(vm, b) {
+            q.remove(i);
+        } else {
+            if let Some(f) = blocked.get_mut(vm) {
+                *f = true;
+            }
+            i += 1;
         }
-        q.pop_front();
     }
-    HOLDING.store(false, Ordering::Release);
+    if q.is_empty() {
+        HOLDING.store(false, Ordering::Release);
+    }
 }
 
-fn backlog(vm: usize, b: u8) {
+/// More VMs than this share one "blocked" flag in `flush_backlog` (only
+/// fairness suffers, never order).
+const MAX_BACKLOG_VMS: usize = 64;
+
+/// A byte typed for `vm`: straight into its FIFO unless earlier bytes for
+/// it still wait (order) or the FIFO is full. The backlog lock is held
+/// across the check and the delivery, so a guest draining its FIFO on
+/// another CPU cannot slip between them and leave a byte stranded.
+fn input_for_vm(vm: usize, b: u8) {
     let mut q = BACKLOG.lock();
+    if !q.iter().any(|&(v, _)| v == vm) && deliver(vm, b) {
+        return;
+    }
     if q.len() >= BACKLOG_MAX {
         if BACKLOG_DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
             drop(q);
@@ -139,6 +162,12 @@ fn backlog(vm: usize, b: u8) {
     }
     q.push_back((vm, b));
     HOLDING.store(true, Ordering::Release);
+}
+
+/// Forget input still waiting for `vm` (it stopped or restarts: keys typed
+/// to the old incarnation must not reach the new one).
+pub fn drop_input(vm: usize) {
+    BACKLOG.lock().retain(|&(v, _)| v != vm);
 }
 
 /// Drain the physical UART's receive FIFO and route each byte.
@@ -158,12 +187,7 @@ pub fn poll_input() {
         };
         match action {
             InputAction::None => {}
-            InputAction::ToVm(vm, b) => {
-                // Behind earlier backlogged bytes, or no room: keep order.
-                if HOLDING.load(Ordering::Acquire) || !deliver(vm, b) {
-                    backlog(vm, b);
-                }
-            }
+            InputAction::ToVm(vm, b) => input_for_vm(vm, b),
             InputAction::ToHypervisor(b) => super::shell::input(b),
             InputAction::Focus(Focus::Vm(i)) => {
                 hvprintln!("console input now goes to vm {}", i);

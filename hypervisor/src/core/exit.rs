@@ -139,6 +139,7 @@ fn psci_call(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
 /// Stop a VM and make the CPUs running its other vCPUs notice.
 pub fn stop_vm(vm: &Vm) {
     vm.stop();
+    console::drop_input(vm.id);
     kick_all(vm);
 }
 
@@ -161,6 +162,7 @@ pub fn restart_vm(vm: &Vm) {
         vm.stop();
         return;
     };
+    console::drop_input(vm.id);
     // Whatever the old vGIC held is dropped with it (no heap kept).
     *vm.vgic.lock() = vmm::vgic::Vgic::new(g.version(), vm.vcpus.len(), g.nr_lrs());
     *vm.uart.lock() = vmm::vpl011::Pl011::new();

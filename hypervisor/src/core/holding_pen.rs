@@ -19,7 +19,10 @@ use platform::BOARD;
 const PEN_OFFSET: u64 = 0x1_0000;
 const HEADER_OFF: u64 = 0x780;
 const MAILBOX_OFF: u64 = 0x800;
-const MAILBOX_SIZE: u64 = 16;
+/// One mailbox per cache writeback granule (at most 128 bytes on the cores
+/// we run on; CTR_EL0.CWG is checked in `prepare`): a CPU cleaning its own
+/// mailbox's line must never write back a neighbour's stale word.
+const MAILBOX_SIZE: u64 = 128;
 const MAX_CPUS: usize = 8;
 const MAGIC: u64 = u64::from_le_bytes(*b"BLINKPEN");
 const PARKED: u64 = 1;
@@ -60,7 +63,9 @@ pub fn prepare(ncpus: usize) -> bool {
     // SAFETY: linker symbols delimit the pen code in reload.S.
     let (start, end) = unsafe { (&holding_pen as *const u8 as u64, &holding_pen_end as *const u8 as u64) };
     let len = end - start;
-    if len > HEADER_OFF || ncpus > MAX_CPUS {
+    let cwg = (crate::read_sysreg!(ctr_el0) >> 24) & 0xf;
+    let granule = if cwg == 0 { 2048 } else { 4u64 << cwg };
+    if len > HEADER_OFF || ncpus > MAX_CPUS || granule > MAILBOX_SIZE {
         return false;
     }
     // SAFETY: the pen page is reserved (trampoline region), mapped, and no
@@ -105,7 +110,8 @@ pub fn wait_parked(cpu: usize, deadline: u64) -> bool {
         if counter() > deadline {
             return false;
         }
-        core::hint::spin_loop();
+        // The pen sends SEV once parked; the event stream bounds the wait.
+        crate::arch::aarch64::sysreg::wfe();
     }
 }
 

@@ -73,14 +73,16 @@ pub fn stage_self() {
         let data = &__data_start as *const u8 as usize;
         let end = &__image_end_file as *const u8 as usize;
         (
-            core::slice::from_raw_parts(start as *const u8, end - start),
+            // Only `..data_off` of this is read.
+            core::slice::from_raw_parts(start as *const u8, data - start),
             data - start,
             core::slice::from_raw_parts(&__data_pristine as *const u8, end - data),
         )
     };
+    let image_len = data_off + pristine.len();
     let (base, size) = BOARD.image_slots[0];
-    if (HEADER_SIZE + image.len()) as u64 > size {
-        error!("image ({} bytes) larger than image slot 0: warm reload unavailable", image.len());
+    if (HEADER_SIZE + image_len) as u64 > size {
+        error!("image ({} bytes) larger than image slot 0: warm reload unavailable", image_len);
         return;
     }
     let dst = (base + HEADER_SIZE as u64) as *mut u8;
@@ -89,14 +91,16 @@ pub fn stage_self() {
     // range lies inside the image just copied.
     let staged = unsafe {
         core::ptr::write_bytes(base as *mut u8, 0, HEADER_SIZE);
-        core::ptr::copy_nonoverlapping(image.as_ptr(), dst, image.len());
+        // Code and read-only data from the running image (never written);
+        // `.data` only from the saved copy (the live one may be changing).
+        core::ptr::copy_nonoverlapping(image.as_ptr(), dst, data_off);
         core::ptr::copy_nonoverlapping(pristine.as_ptr(), dst.add(data_off), pristine.len());
-        core::slice::from_raw_parts(dst as *const u8, image.len())
+        core::slice::from_raw_parts(dst as *const u8, image_len)
     };
     let header = image_slot::header(VERSION, staged);
     // SAFETY: the header page at the start of slot 0, see above.
     unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), base as *mut u8, header.len()) };
-    cache::clean_to_poc(base, HEADER_SIZE as u64 + image.len() as u64);
+    cache::clean_to_poc(base, (HEADER_SIZE + image_len) as u64);
     CURRENT.store(0, Ordering::Release);
 }
 

@@ -23,6 +23,7 @@ pub struct Hyp {
     /// INTID of the console UART's interrupt, if it has one.
     pub uart_intid: Option<u32>,
     /// CPUs that reached their run loop (a reload waits for all of them).
+    /// Bit per CPU that has entered its run loop.
     pub online: core::sync::atomic::AtomicUsize,
     /// MPIDR of each logical CPU.
     pub cpu_mpidrs: Vec<u64>,

@@ -33,7 +33,7 @@ use crate::arch::aarch64::context::{El1Context, FpContext};
 use crate::arch::aarch64::firmware::{self, Conduit};
 use crate::arch::aarch64::gic::{gic, Gic, VifState, SGI_KICK};
 use crate::arch::aarch64::regs::GuestRegs;
-use crate::arch::aarch64::sysreg::{counter, counter_freq, cpu_index, wfi};
+use crate::arch::aarch64::sysreg::{counter, counter_freq, cpu_index, sev, wfe, wfi};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -113,6 +113,12 @@ pub fn request(target: Target) -> bool {
         hvprintln!("rejuvenate: a reload is already in progress");
         return false;
     }
+    let started = super::boot::STARTED_CPUS.load(Ordering::Acquire);
+    let online = hyp().online.load(Ordering::Acquire);
+    if online & started != started {
+        error!("rejuvenate: CPUs {:#x} started but not all online yet ({:#x}); nothing changes, try again", started, online);
+        return false;
+    }
     let (slot, img) = match image_slots::choose(target) {
         Ok(s) => s,
         Err(e) => {
@@ -175,6 +181,7 @@ pub fn requested() -> bool {
 /// only if the reload was abandoned.
 pub fn park() {
     PARKED.fetch_add(1, Ordering::AcqRel);
+    sev();
     loop {
         match RELEASE.load(Ordering::Acquire) {
             3 => holding_pen::enter(cpu_index()),
@@ -188,14 +195,18 @@ pub fn park() {
                 }
             }
             2 => return,
-            _ => core::hint::spin_loop(),
+            // CPU 0 sends SEV with its decision; the event stream bounds it.
+            _ => wfe(),
         }
     }
 }
 
 fn abandon(why: &str) {
     error!("rejuvenate: {}; reload abandoned, VMs resume", why);
+    // A debug corruption applies to this attempt only.
+    CORRUPT.store(false, Ordering::Release);
     RELEASE.store(2, Ordering::Release);
+    sev();
     REQUESTED.store(false, Ordering::Release);
     let ms = PERIODIC_MS.load(Ordering::Relaxed);
     if ms != 0 {
@@ -207,13 +218,15 @@ fn abandon(why: &str) {
 /// the reload had to be abandoned (the VMs then simply continue).
 pub fn perform(dtb: u64) {
     let h = hyp();
-    let others = h.online.load(Ordering::Acquire).saturating_sub(1);
+    // Secondaries in their run loops (`request` made sure every CPU this
+    // image started is among them).
+    let others = h.online.load(Ordering::Acquire) & !1;
     let deadline = counter() + counter_freq() * 2;
-    while PARKED.load(Ordering::Acquire) < others {
+    while PARKED.load(Ordering::Acquire) < others.count_ones() as usize {
         if counter() > deadline {
             return abandon("not every CPU stopped its vCPUs within 2 s");
         }
-        core::hint::spin_loop();
+        wfe();
     }
     let t_quiesced = counter();
     console::flush_all();
@@ -237,15 +250,25 @@ pub fn perform(dtb: u64) {
         Ok(s) => s,
         Err(e) => return abandon(&alloc::format!("image slot {slot} no longer holds a valid image: {e}")),
     };
-    if holding_pen::prepare(h.ncpus) {
+    let pen = holding_pen::prepare(h.ncpus);
+    if !pen && others != 0 && !matches!(CONDUIT.get(), Some(Some(_))) {
+        return abandon("secondary CPUs can be neither parked nor powered off");
+    }
+    if pen {
         RELEASE.store(3, Ordering::Release);
-        for cpu in 1..=others {
-            if !holding_pen::wait_parked(cpu, counter() + counter_freq()) {
-                error!("rejuvenate: cpu {} did not reach the holding pen within 1 s", cpu);
+        sev();
+        // Past this point there is no way back for a parked CPU (its caches
+        // are off, it waits for the new image), and jumping while another
+        // CPU still runs old code would overwrite it under its feet: wait
+        // for every one, however long, and say so.
+        for cpu in (1..usize::BITS as usize).filter(|c| others & (1 << c) != 0) {
+            while !holding_pen::wait_parked(cpu, counter() + counter_freq()) {
+                error!("rejuvenate: cpu {} has not reached the holding pen yet; waiting", cpu);
             }
         }
     } else {
         RELEASE.store(1, Ordering::Release);
+        sev();
         if let Some(Some(c)) = CONDUIT.get() {
             for cpu in h.cpu_mpidrs.iter().skip(1) {
                 let deadline = counter() + counter_freq();
@@ -276,8 +299,8 @@ fn jump(dtb: u64, src: u64, copy_len: u64, handoff_len: u64, slot_base: u64) -> 
     // SAFETY: the trampoline never returns: it replaces this image and
     // enters the new one. Everything it reads was cleaned to memory above.
     unsafe {
-        let t: extern "C" fn(u64, u64, u64, u64, u64, u64, u64) -> ! = core::mem::transmute(BOARD.trampoline as usize);
-        t(BOARD.load_address, src, copy_len, dtb, BOARD.handoff.0, WARM_MAGIC, slot_base)
+        let t: extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> ! = core::mem::transmute(BOARD.trampoline as usize);
+        t(BOARD.load_address, src, copy_len, dtb, BOARD.handoff.0, WARM_MAGIC, slot_base, counter())
     }
 }
 
@@ -337,7 +360,8 @@ fn snapshot(h: &super::Hyp, t_quiesced: u64) -> Handoff {
 }
 
 /// New image: validate the handoff block and rebuild the VMs it describes.
-pub fn resume(addr: u64, info: &vmm::config::HostInfo, g: &Gic, ncpus: usize, gicv: Option<u64>) -> Result<(Vec<Vm>, Handoff), String> {
+/// Returns the VMs, the block and when it had been decoded and validated.
+pub fn resume(addr: u64, info: &vmm::config::HostInfo, g: &Gic, ncpus: usize, gicv: Option<u64>) -> Result<(Vec<Vm>, Handoff, u64), String> {
     // SAFETY: the handoff region is reserved for this, mapped, and at most
     // its size is read; the reader validates everything in it.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, BOARD.handoff.1 as usize) };
@@ -349,6 +373,7 @@ pub fn resume(addr: u64, info: &vmm::config::HostInfo, g: &Gic, ncpus: usize, gi
         required_sysregs: El1Context::NAMES,
     };
     let ho = handoff::decode(bytes, &limits).map_err(|e| e.to_string())?;
+    let t_parsed = counter();
     let minor = handoff::peek_header(bytes).map(|h| h.minor).unwrap_or(0);
     hvprintln!(
         "handoff: format {}.{} written by '{}' (generation {}); this is '{}', format {}.{}",
@@ -417,7 +442,7 @@ pub fn resume(addr: u64, info: &vmm::config::HostInfo, g: &Gic, ncpus: usize, gi
         }
         vms.push(vm);
     }
-    Ok((vms, ho))
+    Ok((vms, ho, t_parsed))
 }
 
 /// Make a consumed (or refused) handoff block unusable, so that a later

@@ -42,7 +42,7 @@ pub fn cpu_loop(index: usize) -> ! {
         .flat_map(|vm| vm.vcpus.iter().filter(|v| v.pcpu == index).map(move |v| (vm, v)))
         .collect();
     let mut cpu = Cpu { index, mine, next: 0, slice_over: false };
-    h.online.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+    h.online.fetch_or(1 << index, core::sync::atomic::Ordering::AcqRel);
     loop {
         if index == 0 {
             rejuvenate::check_periodic();
@@ -199,6 +199,10 @@ impl Cpu {
                     // loaded, its virtual timer armed in the hardware.
                     wfi();
                     self.handle_irqs(Some((vm, v)));
+                    if self.index == 0 {
+                        // The wake-up may be the periodic reload's timer.
+                        rejuvenate::check_periodic();
+                    }
                     if rejuvenate::requested() || vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On {
                         // Leave as if the WFI completed: the guest resumes
                         // after it, which WFI semantics allow (a stopped or

@@ -17,13 +17,15 @@ _start:
 
 // x0 = physical address of the device tree (boot protocol). A warm reload
 // (see core/rejuvenate.rs) also passes x1 = handoff block address,
-// x2 = WARM_MAGIC and x3 = the image slot this image was copied from; a
-// boot loader passes zero in all three.
+// x2 = WARM_MAGIC, x3 = the image slot this image was copied from and
+// x4 = the counter when the old image left; a boot loader passes zero in
+// x1-x3 (x4 is only read at a warm entry).
 primary_entry:
     mov     x19, x0
     mov     x21, x1
     mov     x22, x2
     mov     x23, x3
+    mov     x24, x4
     mov     x20, #0                 // logical CPU index 0
     mrs     x1, CurrentEL
     cmp     x1, #(2 << 2)
@@ -51,6 +53,7 @@ primary_entry:
     mov     x1, x21
     mov     x2, x22
     mov     x3, x23
+    mov     x4, x24
     bl      rust_primary_main
     b       halt
 

@@ -31,6 +31,8 @@ pub fn init_primary(ram: &[(u64, u64)], devices: &[(u64, u64)]) -> Result<(), aa
         map.activate();
     }
     TTBR.store(read_sysreg!(ttbr0_el2), Ordering::SeqCst);
+    // Secondaries read it with their MMU (and so their caches) still off.
+    super::cache::clean_to_poc(&TTBR as *const _ as u64, 8);
     // The tables must live forever; the hypervisor never switches them.
     Box::leak(Box::new(map));
     enable();

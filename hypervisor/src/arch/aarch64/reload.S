@@ -7,6 +7,8 @@
 //   x2 = length in bytes (multiple of 8)    x5 = WARM_MAGIC
 //   x6 = base of the image slot (passed on, so the new image knows which
 //        slot holds its own pristine copy)
+//   x7 = counter value when the old image jumped here (passed on, for the
+//        reload's phase timestamps)
 // Clean and invalidate data caches by set/way, from level 1 up to the
 // level in CLIDR_EL1 at bit \lshift (24: LoC, the whole hierarchy; 21:
 // LoUIS, the caches private to this CPU). Clobbers x10-x21.
@@ -52,6 +54,7 @@
 reload_trampoline:
     mov     x9, x0
     mov     x22, x6
+    mov     x23, x7
     // MMU, data and instruction caches off: from here on every access goes
     // to memory, so the copy is visible to the new image's first fetches.
     mrs     x6, sctlr_el2
@@ -61,18 +64,25 @@ reload_trampoline:
     isb
     // Clean and invalidate the whole data cache by set/way, so that no
     // dirty line of the old image (its heap, stacks, bss) can be written
-    // back over the new one later. Other CPUs are off (PSCI CPU_OFF cleans
-    // their caches).
+    // back over the new one later. Other CPUs wait in the holding pen with
+    // their caches cleaned and off (or were powered off, which cleans them).
     dcache_clean_inval_setway 24
     isb
     tlbi    alle2
+    tlbi    alle1                   // the new image builds new stage-2 tables
     dsb     sy
     // Copy the image from its slot into place.
-6:  cbz     x2, 7f
+6:  cmp     x2, #16
+    b.lo    8f
+    ldp     x7, x8, [x1], #16
+    stp     x7, x8, [x0], #16
+    sub     x2, x2, #16
+    b       6b
+8:  cbz     x2, 7f
     ldr     x7, [x1], #8
     str     x7, [x0], #8
     sub     x2, x2, #8
-    b       6b
+    b       8b
 7:  dsb     sy
     ic      iallu
     dsb     sy
@@ -81,6 +91,7 @@ reload_trampoline:
     mov     x1, x4
     mov     x2, x5
     mov     x3, x22
+    mov     x4, x23
     br      x9
 reload_trampoline_end:
 
@@ -110,9 +121,13 @@ holding_pen:
     bic     x2, x2, x3
     msr     sctlr_el2, x2
     isb
-    dcache_clean_inval_setway 21
+    // All levels to LoC: LoUIS is not "this CPU's private caches" on every
+    // core (it reads 0 on some with private L2), and cleaning a shared
+    // level from here loses nothing.
+    dcache_clean_inval_setway 24
     isb
     tlbi    alle2
+    tlbi    alle1                   // no stage-2 walk cached for the next image
     dsb     sy
     ic      iallu
     dsb     sy

@@ -71,6 +71,20 @@ pub fn counter_freq() -> u64 {
     read_sysreg!(cntfrq_el0)
 }
 
+/// Wait for an event (SEV from another CPU, or the EL2 event stream that
+/// `boot` enables, so a wait never outlives its deadline check by long).
+/// Under QEMU's round-robin TCG this also lets the other CPUs run.
+pub fn wfe() {
+    // SAFETY: waits for an event; no memory or register effects.
+    unsafe { core::arch::asm!("wfe", options(nostack, preserves_flags)) };
+}
+
+/// Wake every CPU waiting in WFE (after the store it waits for is visible).
+pub fn sev() {
+    // SAFETY: signals an event; the DSB orders earlier stores before it.
+    unsafe { core::arch::asm!("dsb ish", "sev", options(nostack, preserves_flags)) };
+}
+
 pub fn wfi() {
     // SAFETY: waits for an interrupt (masked interrupts still wake it).
     unsafe { core::arch::asm!("wfi", options(nostack, preserves_flags)) };
