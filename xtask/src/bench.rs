@@ -121,6 +121,16 @@ fn heartbeat_after(lines: &[String], from: usize, re: &Regex) -> Option<(usize, 
     })
 }
 
+/// Timing modes measured with `cpus` CPUs: icount (true) and wall-clock.
+/// With 2 CPUs only wall-clock: under `-icount` QEMU runs the CPUs round
+/// robin, and Linux on one CPU next to the CPU-bound heartbeat guest on the
+/// other stops early in its boot (after "efi: UEFI not found"; it boots
+/// with 2 CPUs in wall-clock mode and alone under icount). Not understood
+/// yet, so not measured rather than measured wrong.
+fn reload_modes(cpus: u32) -> impl Iterator<Item = bool> {
+    [true, false].into_iter().filter(move |&icount| cpus == 1 || !icount)
+}
+
 /// RAM of the Linux VM next to the heartbeat guest (fixed: the RAM sizes
 /// compared are the heartbeat guest's).
 const RELOAD_LINUX_MIB: u64 = 256;
@@ -226,7 +236,7 @@ pub fn reload() -> Result<()> {
     crate::linux::require()?;
     let mut results: BTreeMap<(u32, bool, u64), ReloadResult> = BTreeMap::new();
     for cpus in RELOAD_CPUS {
-        for icount in [true, false] {
+        for icount in reload_modes(cpus) {
             for ram in RELOAD_RAM_MIB {
                 let mode = if icount { "icount" } else { "wall-clock" };
                 eprintln!("bench reload: {cpus} CPUs, {ram} MiB guest, {mode} ...");
@@ -251,7 +261,7 @@ pub fn reload() -> Result<()> {
     writeln!(t, "            back at work only then, so cold÷warm uses this figure")?;
     writeln!(t, "  cold host host clock between the `reboot` line and the guest's start line as read by xtask")?;
     writeln!(t, "  icount: -icount shift=0, 1 us of counter time = 1000 instructions, deterministic; wall: TCG, noisy\n")?;
-    for (cpus, icount) in RELOAD_CPUS.iter().flat_map(|c| [(*c, true), (*c, false)]) {
+    for (cpus, icount) in RELOAD_CPUS.iter().flat_map(|&c| reload_modes(c).map(move |i| (c, i))) {
         let mode = if icount { "icount (us of guest time = 1000 insns)" } else { "wall-clock (us)" };
         writeln!(t, "{cpus} CPU(s), {mode}")?;
         writeln!(
@@ -307,7 +317,6 @@ pub fn reload() -> Result<()> {
             ("cold, 1 CPU, wall".into(), "#e59866", series(1, false, true)),
             ("warm, 1 CPU, icount".into(), "#1f618d", series(1, true, false)),
             ("warm, 1 CPU, wall".into(), "#7fb3d5", series(1, false, false)),
-            ("warm, 2 CPUs, icount".into(), "#1e8449", series(2, true, false)),
             ("warm, 2 CPUs, wall".into(), "#82e0aa", series(2, false, false)),
         ],
     );

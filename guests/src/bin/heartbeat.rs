@@ -3,8 +3,9 @@
 //! Reads the virtual counter in a tight loop and tracks the largest gap
 //! between two consecutive reads (time the vCPU was descheduled, e.g. during
 //! a hypervisor warm reboot). Once per second of counter time it prints
-//! `heartbeat: n=<seconds> count=<loop iterations> max_gap_us=<u> max_gap_ticks=<t>`
-//! where count and max_gap cover the last interval only. Runs forever.
+//! `heartbeat: n=<seconds> count=<loop iterations> max_gap_us=<u> max_gap_ticks=<t> max_gap_end=<c>`
+//! where count and max_gap cover the last interval only, and max_gap_end is
+//! the virtual counter when the largest gap ended. Runs forever.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -32,16 +33,23 @@ mod guest {
         let mut last = timer::counter();
         let mut count: u64 = 0;
         let mut max_gap: u64 = 0;
+        // Virtual counter at the end of the largest gap, to line it up with
+        // the hypervisor's reload timestamps (system counter = virtual +
+        // the VM's offset).
+        let mut max_gap_end: u64 = 0;
         loop {
             let now = timer::counter();
-            max_gap = max_gap.max(now.wrapping_sub(last));
+            if now.wrapping_sub(last) > max_gap {
+                max_gap = now.wrapping_sub(last);
+                max_gap_end = now;
+            }
             last = now;
             count += 1;
             if now >= next_report {
                 // Seconds of counter time, so a long pause shows up as a jump in n.
                 let n = (now - start) / freq;
                 println!(
-                    "heartbeat: n={n} count={count} max_gap_us={} max_gap_ticks={max_gap}",
+                    "heartbeat: n={n} count={count} max_gap_us={} max_gap_ticks={max_gap} max_gap_end={max_gap_end}",
                     timer::ticks_to_us(max_gap)
                 );
                 next_report = start + (n + 1) * freq;
