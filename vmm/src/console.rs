@@ -261,6 +261,22 @@ impl ConsoleMux {
         self.vms[vm].line.clear();
     }
 
+    /// VM `vm`'s partial line not yet shown (empty for an unknown VM): what
+    /// a warm reload carries over, so a line the guest was writing when it
+    /// was suspended comes out whole, not split in two around the reload.
+    pub fn pending(&self, vm: usize) -> &[u8] {
+        self.vms.get(vm).map_or(&[], |v| v.line.as_slice())
+    }
+
+    /// Puts back a partial line carried over a reload (at most
+    /// [`LINE_MAX`] bytes are kept; `\r` and `\n` are not expected).
+    pub fn restore_pending(&mut self, vm: usize, bytes: &[u8]) {
+        if let Some(v) = self.vms.get_mut(vm) {
+            let room = LINE_MAX.saturating_sub(v.line.len());
+            v.line.extend(bytes.iter().copied().filter(|&b| b != b'\r' && b != b'\n').take(room));
+        }
+    }
+
     /// Text from the hypervisor itself, already tagged `[hv] ` by the
     /// caller; may be a fragment of a line. `\r` is dropped and `\n` sent
     /// as `\r\n` so callers can use either convention.
@@ -421,6 +437,24 @@ mod tests {
             s.text(),
             "[domU0] login: root\r\n[domU0] Password: \r\n[domU1] tick\r\n[domU0] *"
         );
+    }
+
+    #[test]
+    fn pending_line_survives_a_reload_whole() {
+        let mut old = ConsoleMux::new(&["domU0"]);
+        let mut screen = Screen(Vec::new());
+        for &b in b"heartbeat: n=4" {
+            old.vm_output(0, b, &mut |o| screen.0.extend_from_slice(o));
+        }
+        let carried = old.pending(0).to_vec();
+        let mut new = ConsoleMux::new(&["domU0"]);
+        new.restore_pending(0, &carried);
+        for &b in b"4 count=1\n" {
+            new.vm_output(0, b, &mut |o| screen.0.extend_from_slice(o));
+        }
+        assert_eq!(screen.0, b"[domU0] heartbeat: n=44 count=1\r\n");
+        assert!(new.pending(7).is_empty());
+        new.restore_pending(7, b"ignored");
     }
 
     #[test]

@@ -197,6 +197,11 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
     }
     // After a warm reload, input stays with the shell `rejuvenate` was typed in.
     console::attach_vms(&vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), resumed.is_some());
+    if let Some((ho, _)) = &resumed {
+        for (i, s) in ho.vms.iter().enumerate() {
+            console::restore_pending(i, &s.console_pending);
+        }
+    }
     let h = publish(Hyp {
         vms,
         ncpus,

@@ -86,14 +86,31 @@ pub fn vm_idle(vm: usize) {
     }
 }
 
-/// Print every VM's pending partial line (before a reload: nothing the
-/// guests wrote is lost).
+/// Print every VM's pending partial line (before a machine reset: nothing
+/// the guests wrote is lost).
 pub fn flush_all() {
     let mut guard = CONSOLE.lock();
     if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
         for vm in 0..mux.vm_count() {
             mux.flush_vm(vm, &mut |b| uart.write_raw(b));
         }
+    }
+}
+
+/// VM `vm`'s partial output line not shown yet (carried across a reload in
+/// the handoff block instead of being printed split).
+pub fn pending(vm: usize) -> alloc::vec::Vec<u8> {
+    let guard = CONSOLE.lock();
+    match guard.as_ref().and_then(|c| c.mux.as_ref()) {
+        Some(mux) => mux.pending(vm).to_vec(),
+        None => alloc::vec::Vec::new(),
+    }
+}
+
+/// After a reload: the partial line VM `vm` was writing when suspended.
+pub fn restore_pending(vm: usize, bytes: &[u8]) {
+    if let Some(Console { mux: Some(mux), .. }) = CONSOLE.lock().as_mut() {
+        mux.restore_pending(vm, bytes);
     }
 }
 

@@ -229,7 +229,6 @@ pub fn perform(dtb: u64) {
         wfe();
     }
     let t_quiesced = counter();
-    console::flush_all();
     let ho = snapshot(h, t_quiesced);
     let bytes = match handoff::encode(&ho, HANDOFF_MINOR) {
         Ok(b) => b,
@@ -342,7 +341,8 @@ fn snapshot(h: &super::Hyp, t_quiesced: u64) -> Handoff {
                 .collect(),
             vgic: (&*vm.vgic.lock()).into(),
             uart: vm.uart.lock().snapshot(),
-            console_pending: Vec::new(),
+            // A line being written goes on after the reload, not split.
+            console_pending: console::pending(vm.id),
         })
         .collect();
     Handoff {
