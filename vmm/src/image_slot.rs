@@ -134,7 +134,7 @@ pub fn header(version: &str, image: &[u8]) -> [u8; FIXED_SIZE] {
     h[8..12].copy_from_slice(&FORMAT.to_le_bytes());
     h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
     h[16..24].copy_from_slice(&(image.len() as u64).to_le_bytes());
-    h[24..28].copy_from_slice(&crc32fast::hash(image).to_le_bytes());
+    h[24..28].copy_from_slice(&crate::crc32::hash(image).to_le_bytes());
     let mut end = version.len().min(MAX_VERSION_LEN);
     while !version.is_char_boundary(end) {
         end -= 1;
@@ -194,7 +194,7 @@ pub fn read_header(slot: &[u8]) -> Result<SlotImage, SlotError> {
 pub fn verify(slot: &[u8], rules: &ImageRules) -> Result<SlotImage, SlotError> {
     let s = read_header(slot)?;
     let image = &slot[HEADER_SIZE..HEADER_SIZE + s.image_len as usize];
-    let actual = crc32fast::hash(image);
+    let actual = crate::crc32::hash(image);
     if actual != s.image_crc {
         return Err(SlotError::ImageCrc { expected: s.image_crc, actual });
     }

@@ -21,3 +21,4 @@ pub mod memory;
 pub mod vpl011;
 pub mod handoff;
 pub mod image_slot;
+pub mod crc32;

@@ -89,8 +89,8 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// One configuration's figures, all in microseconds of counter time unless
 /// named otherwise.
 struct ReloadResult {
-    /// Largest gap of the heartbeat guest's virtual counter in its first
-    /// report after each reload: the blackout as the guest sees it.
+    /// The heartbeat guest's gap that overlaps each reload's pause: the
+    /// blackout as the guest sees it.
     blackout_us: Vec<u64>,
     /// The hypervisor's "VMs paused for" figure of each reload.
     paused_us: Vec<u64>,
@@ -114,10 +114,12 @@ fn median(v: &[u64]) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-fn heartbeat_after(lines: &[String], from: usize, re: &Regex) -> Option<(usize, u64, u64)> {
+/// (line index, n, max_gap_us, max_gap_ticks, max_gap_end) of the first
+/// heartbeat report at or after `from`.
+fn heartbeat_after(lines: &[String], from: usize, re: &Regex) -> Option<(usize, u64, u64, u64, u64)> {
     lines[from..].iter().enumerate().find_map(|(i, l)| {
         let c = re.captures(l)?;
-        Some((from + i, c[1].parse().ok()?, c[2].parse().ok()?))
+        Some((from + i, c[1].parse().ok()?, c[2].parse().ok()?, c[3].parse().ok()?, c[4].parse().ok()?))
     })
 }
 
@@ -151,7 +153,12 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     s.icount = icount;
     let mut run = QemuRun::start(&s)?;
     run.fail_on(Regex::new(r"FATAL|PANIC|\] ERROR|Kernel panic")?);
-    let beat = Regex::new(r"^\[domU0\] heartbeat: n=(\d+) count=\d+ max_gap_us=(\d+) ")?;
+    let beat = Regex::new(r"^\[domU0\] heartbeat: n=(\d+) count=\d+ max_gap_us=(\d+) max_gap_ticks=(\d+) max_gap_end=(\d+)$")?;
+    // The first boot is cold: its line gives the heartbeat VM's counter
+    // offset, to place the guest's largest gap on the system counter.
+    let cold_line = Regex::new(r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+), (\d+)\]$")?;
+    let l = run.expect(&cold_line, RELOAD_TIMEOUT)?;
+    let beat_cntvoff: u64 = cold_line.captures(&l).context("cold boot line")?[2].parse()?;
     let linux_ready = Regex::new(r"^\[domU1\] init: ready uptime=([0-9.]+) ")?;
     // Both, in whichever order they come.
     let beat2 = Regex::new(r"^\[domU0\] heartbeat: n=2 ")?;
@@ -161,6 +168,15 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     .with_context(|| format!("Linux at /init beside a {ram_mib} MiB heartbeat guest ({mode})"))?;
     run.send(b"\x1dh")?;
     run.expect("console input now goes to the hypervisor shell", RELOAD_TIMEOUT)?;
+    let long_gaps = Regex::new(r"^\[domU0\] heartbeat: long gaps \(ticks@end\):((?: \d+@\d+)+)$")?;
+    let paused_line = Regex::new(r"^\[hv\] reload: VMs paused from counter (\d+) to counter (\d+)$")?;
+    // The counter frequency, as the heartbeat guest read it at its start.
+    let start_line = Regex::new(r"^\[domU0\] heartbeat: start cntfrq=(\d+) counter=(\d+)$")?;
+    let freq: u64 = run
+        .lines()
+        .iter()
+        .find_map(|l| start_line.captures(l).and_then(|c| c[1].parse().ok()))
+        .context("no heartbeat start line with the counter frequency")?;
     let reload_line = Regex::new(r"^\[hv\] reload: generation (\d+), 2 VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;(.*)$")?;
     let mut r = ReloadResult {
         blackout_us: Vec::new(),
@@ -180,12 +196,46 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
             bail!("expected generation {generation}: {l}");
         }
         r.paused_us.push(c[2].parse()?);
-        r.phases.push(c[3].trim().to_string());
+        let phases = c[3].trim().to_string();
+        let l = run.expect(&paused_line, RELOAD_TIMEOUT)?;
+        let c = paused_line.captures(&l).context("paused line")?;
+        let (quiesced, resumed): (u64, u64) = (c[1].parse()?, c[2].parse()?);
         // The first report after the resume covers the interval that
-        // contains the blackout.
+        // contains the blackout; the guest's long gaps of that interval
+        // follow it on the next line.
         let from = run.cursor();
-        let (_, _, gap) = run.wait_until(RELOAD_TIMEOUT, "a heartbeat after the reload", |lines| heartbeat_after(lines, from, &beat))?;
-        r.blackout_us.push(gap);
+        let (beat_at, _, max_gap_us, _, _) =
+            run.wait_until(RELOAD_TIMEOUT, "a heartbeat after the reload", |lines| heartbeat_after(lines, from, &beat))?;
+        let gaps_line = run.wait_until(RELOAD_TIMEOUT, "the heartbeat's line after its report", |lines| {
+            lines[beat_at + 1..].iter().find(|l| l.starts_with("[domU0] heartbeat: ")).cloned()
+        })?;
+        let gaps: Vec<(u64, u64)> = match long_gaps.captures(&gaps_line) {
+            Some(c) => c[1]
+                .split_whitespace()
+                .filter_map(|g| g.split_once('@'))
+                .map(|(t, e)| Ok((t.parse()?, e.parse()?)))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        // The reload's gap is the one that overlaps the pause on the system
+        // counter (guest counter + its VM's offset); others are the guest's
+        // ordinary pauses, e.g. Linux running on the shared CPU.
+        let us = |a: u64, b: u64| (b as i64 - a as i64) * 1_000_000 / freq as i64;
+        let Some((ticks, end)) = gaps
+            .iter()
+            .map(|&(t, e)| (t, beat_cntvoff + e))
+            .find(|&(t, end)| end >= quiesced && end.saturating_sub(t) <= resumed)
+        else {
+            bail!("reload {generation} ({ram_mib} MiB, {mode}): no gap of the heartbeat guest over 200 us overlaps the pause (counter {quiesced}..{resumed}); its report: {gaps_line}");
+        };
+        r.blackout_us.push(ticks * 1_000_000 / freq);
+        // Where the guest's gap lies against the pause: how much of it is
+        // before all vCPUs stopped and after they were let go again.
+        r.phases.push(format!(
+            "{phases}; guest gap from {} us before quiesced to {} us after resumed (largest gap that second {max_gap_us} us)",
+            us(end - ticks, quiesced),
+            us(resumed, end)
+        ));
     }
     // Cold baseline. The system counter keeps running across the reset
     // (QEMU's virtual clock is not reset), so counter values of the old and
@@ -199,7 +249,6 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     let l = run.expect(&cold_line, RELOAD_TIMEOUT).context("the machine did not boot again after `reboot`")?;
     let c = cold_line.captures(&l).context("cold boot line")?;
     let (t_entry, cntvoff, cntvoff_linux): (u64, u64, u64) = (c[1].parse()?, c[2].parse()?, c[3].parse()?);
-    let start_line = Regex::new(r"^\[domU0\] heartbeat: start cntfrq=(\d+) counter=(\d+)$")?;
     let l = run.expect(&start_line, RELOAD_TIMEOUT)?;
     r.cold_host_ms = t_host.elapsed().as_secs_f64() * 1e3;
     let c = start_line.captures(&l).context("heartbeat start line")?;
@@ -229,15 +278,19 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
 }
 
 /// Warm reload against cold reboot, for guest RAM of 64 MiB .. 2 GiB, on 1
-/// and 2 CPUs, in icount and wall-clock mode.
-pub fn reload() -> Result<()> {
+/// and 2 CPUs, in icount and wall-clock mode. `quick`: only 1 CPU with the
+/// smallest and largest RAM (for working on the reload path).
+pub fn reload(quick: bool) -> Result<()> {
+    let cpu_list: &[u32] = if quick { &RELOAD_CPUS[..1] } else { &RELOAD_CPUS };
+    let rams: Vec<u64> = if quick { vec![RELOAD_RAM_MIB[0], RELOAD_RAM_MIB[3]] } else { RELOAD_RAM_MIB.to_vec() };
+    let modes = |cpus: u32| reload_modes(cpus);
     images::require_hypervisor_image()?;
     images::require_guest_image("heartbeat")?;
     crate::linux::require()?;
     let mut results: BTreeMap<(u32, bool, u64), ReloadResult> = BTreeMap::new();
-    for cpus in RELOAD_CPUS {
-        for icount in reload_modes(cpus) {
-            for ram in RELOAD_RAM_MIB {
+    for &cpus in cpu_list {
+        for icount in modes(cpus) {
+            for &ram in &rams {
                 let mode = if icount { "icount" } else { "wall-clock" };
                 eprintln!("bench reload: {cpus} CPUs, {ram} MiB guest, {mode} ...");
                 let r = reload_run(cpus, ram, icount)?;
@@ -251,7 +304,7 @@ pub fn reload() -> Result<()> {
     }
     let mut t = String::new();
     writeln!(t, "\nWarm reload (rejuvenate) vs cold reboot: heartbeat guest (RAM as listed) + Linux ({RELOAD_LINUX_MIB} MiB, 1 vCPU), GICv3, {RELOADS} reloads each")?;
-    writeln!(t, "  blackout  largest gap of the guest's virtual counter in its first report after a reload (median of {RELOADS}):")?;
+    writeln!(t, "  blackout  the heartbeat guest's gap (its virtual counter not advancing) that overlaps the pause (median of {RELOADS}):")?;
     writeln!(t, "            the time the guest did not run, as the guest itself sees it")?;
     writeln!(t, "  paused    the hypervisor's own figure, all vCPUs stopped -> VMs resumed (median)")?;
     writeln!(t, "  cold      `reboot` (PSCI SYSTEM_RESET) -> heartbeat guest's main() running again, in system-counter time,")?;
@@ -261,7 +314,7 @@ pub fn reload() -> Result<()> {
     writeln!(t, "            back at work only then, so cold÷warm uses this figure")?;
     writeln!(t, "  cold host host clock between the `reboot` line and the guest's start line as read by xtask")?;
     writeln!(t, "  icount: -icount shift=0, 1 us of counter time = 1000 instructions, deterministic; wall: TCG, noisy\n")?;
-    for (cpus, icount) in RELOAD_CPUS.iter().flat_map(|&c| reload_modes(c).map(move |i| (c, i))) {
+    for (cpus, icount) in cpu_list.iter().flat_map(|&c| modes(c).map(move |i| (c, i))) {
         let mode = if icount { "icount (us of guest time = 1000 insns)" } else { "wall-clock (us)" };
         writeln!(t, "{cpus} CPU(s), {mode}")?;
         writeln!(
@@ -269,7 +322,7 @@ pub fn reload() -> Result<()> {
             "{:>8} {:>12} {:>10} {:>14} {:>12} {:>14} {:>12} {:>12}",
             "RAM", "blackout us", "paused us", "reset->entry", "cold us", "cold→init us", "cold÷warm", "cold host ms"
         )?;
-        for ram in RELOAD_RAM_MIB {
+        for &ram in &rams {
             let r = &results[&(cpus, icount, ram)];
             let warm = median(&r.blackout_us);
             writeln!(
@@ -286,9 +339,10 @@ pub fn reload() -> Result<()> {
             )?;
         }
         let b = |ram| median(&results[&(cpus, icount, ram)].blackout_us).max(1) as f64;
-        writeln!(t, "blackout 2 GiB ÷ 64 MiB: {:.2}", b(2048) / b(64))?;
+        let (lo, hi) = (rams[0], rams[rams.len() - 1]);
+        writeln!(t, "blackout {hi} MiB ÷ {lo} MiB: {:.2}", b(hi) / b(lo))?;
         writeln!(t, "phases of each reload (hypervisor timestamps):")?;
-        for ram in RELOAD_RAM_MIB {
+        for &ram in &rams {
             for (i, p) in results[&(cpus, icount, ram)].phases.iter().enumerate() {
                 writeln!(t, "  {ram:>4} MiB #{}: {p}", i + 1)?;
             }
@@ -299,6 +353,11 @@ pub fn reload() -> Result<()> {
     let dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("reload.txt"), &t)?;
+    if quick {
+        // Not the full set of series: no plot.
+        println!("wrote {} (quick run: no plot)", dir.join("reload.txt").display());
+        return Ok(());
+    }
     let xs: Vec<String> = RELOAD_RAM_MIB.iter().map(|m| if *m >= 1024 { format!("{} GiB", m / 1024) } else { format!("{m} MiB") }).collect();
     let series = |cpus: u32, icount: bool, cold: bool| -> Vec<f64> {
         RELOAD_RAM_MIB

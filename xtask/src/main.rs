@@ -54,6 +54,10 @@ enum Cmd {
     Bench {
         #[arg(value_parser = ["exits", "reload", "linux"])]
         what: String,
+        /// `reload` only: 1 CPU, 64 MiB and 2 GiB, icount and wall-clock (a
+        /// few minutes instead of the full set; no plot).
+        #[arg(long)]
+        quick: bool,
     },
 }
 
@@ -183,7 +187,7 @@ fn main() -> ExitCode {
         Cmd::Test { host_only } => test(host_only),
         Cmd::Dtb { scenario, out } => dtb(scenario, out),
         Cmd::Linux { refresh } => linux_images(refresh),
-        Cmd::Bench { what } => bench(&what),
+        Cmd::Bench { what, quick } => bench(&what, quick),
     };
     match result {
         Ok(code) => code,
@@ -194,12 +198,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(what: &str) -> Result<ExitCode> {
+fn bench(what: &str, quick: bool) -> Result<ExitCode> {
+    if quick && what != "reload" {
+        bail!("--quick applies to `bench reload` only");
+    }
     qemu::ensure()?;
     images::build()?;
     match what {
         "exits" => xtask::bench::exits()?,
-        "reload" => xtask::bench::reload()?,
+        "reload" => xtask::bench::reload(quick)?,
         "linux" => xtask::bench_linux::run()?,
         other => bail!("unknown benchmark {other}"),
     }

@@ -101,6 +101,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
         Ok(i) => i,
         Err(e) => fatal(format_args!("device tree: {}", e)),
     };
+    let info = HOST_INFO.call_once(|| info);
     let ncpus = info.cpus.len().min(8);
     let mut devices: Vec<(u64, u64)> = Vec::new();
     devices.push((info.uart.base, info.uart.size.max(0x1000)));
@@ -162,14 +163,9 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
         rejuvenate::consume(handoff_addr);
         image_slots::adopt(slot_base, result.as_ref().ok().and_then(|(_, ho, _)| ho.prev_image.map(|r| r.base)));
         match result {
-            Ok((mut vms, ho, t_parsed)) => {
-                let t_rebuilt = sysreg::counter();
+            Ok((vms, ho, t_parsed)) => {
                 rejuvenate::GENERATION.store(ho.generation + 1, core::sync::atomic::Ordering::Relaxed);
-                attach_configs(&mut vms, dtb, dtb_addr as u64, &info);
-                for vm in &vms {
-                    hvprintln!("vm {} '{}': resumed, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.ram_size / MIB, vm.ram_pa, vm.vcpus.len());
-                }
-                resumed = Some((ho, [t_parsed, t_rebuilt, sysreg::counter()]));
+                resumed = Some((ho, [t_parsed, sysreg::counter()]));
                 vms
             }
             Err(e) => {
@@ -211,18 +207,23 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
         dtb: dtb_addr as u64,
     });
     match resumed {
-        Some((ho, [t_parsed, t_rebuilt, t_configs])) => rejuvenate::report(
-            &ho,
-            &[
-                ("trampoline", t_jump),
-                ("new_image_entry", t_entry),
-                ("el2_ready", t_el2_ready),
-                ("handoff_parsed", t_parsed),
-                ("vms_rebuilt", t_rebuilt),
-                ("configs_attached", t_configs),
-                ("resumed", sysreg::counter()),
-            ],
-        ),
+        Some((ho, [t_parsed, t_rebuilt])) => {
+            let t_resumed = sysreg::counter();
+            for vm in &h.vms {
+                hvprintln!("vm {} '{}': resumed, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.ram_size / MIB, vm.ram_pa, vm.vcpus.len());
+            }
+            rejuvenate::report(
+                &ho,
+                &[
+                    ("trampoline", t_jump),
+                    ("new_image_entry", t_entry),
+                    ("el2_ready", t_el2_ready),
+                    ("handoff_parsed", t_parsed),
+                    ("vms_rebuilt", t_rebuilt),
+                    ("resumed", t_resumed),
+                ],
+            )
+        }
         None => {
             for vm in &h.vms {
                 hvprintln!("vm {} '{}': started", vm.id, vm.name);
@@ -311,20 +312,18 @@ fn vm_limits(reserved: &[Region], info: &HostInfo) -> Limits {
     Limits { max_vcpus: vmm::layout::MAX_VCPUS, max_vms: 16, reserved: reserved.to_vec(), ram: info.ram.clone() }
 }
 
-/// Warm reload: the handoff block carries no configuration, but the host
-/// device tree (and the modules it names, which nothing overwrites) still
-/// describe the VMs; give each resumed VM the configuration of the same
-/// name and shape so that a later SYSTEM_RESET can reload its images.
-fn attach_configs(vms: &mut [Vm], dtb: &[u8], dtb_addr: u64, info: &HostInfo) {
+/// What the host device tree says about the machine, kept for
+/// [`find_config`].
+static HOST_INFO: spin::Once<HostInfo> = spin::Once::new();
+
+/// After a warm reload (see `Vm::config`): the configuration in the host
+/// device tree of the VM with this name and shape, if there is one.
+pub fn find_config(name: &str, ram_size: u64, vcpus: usize) -> Option<vmm::config::VmConfig> {
+    let (info, dtb_addr) = (HOST_INFO.get()?, super::hyp().dtb);
+    let dtb = device_tree(dtb_addr as usize);
     let reserved = reserved_regions(dtb, dtb_addr, info);
-    let Ok(parsed) = parse_vms(dtb, &vm_limits(&reserved, info)) else { return };
-    for vm in vms.iter_mut() {
-        vm.config = parsed
-            .vms
-            .iter()
-            .find(|c| c.name == vm.name && c.memory == vm.ram_size && c.vcpus == vm.vcpus.len())
-            .cloned();
-    }
+    let parsed = parse_vms(dtb, &vm_limits(&reserved, info)).ok()?;
+    parsed.vms.into_iter().find(|c| c.name == name && c.memory == ram_size && c.vcpus == vcpus)
 }
 
 fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic, gicv: Option<u64>) -> Vec<Vm> {
@@ -383,8 +382,8 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic,
             pcpus: &pcpus,
         };
         match Vm::build(shape).and_then(|vm| vm.load_images(cfg, g.version()).map(|start| (vm, start))) {
-            Ok((mut vm, (entry, dtb))) => {
-                vm.config = Some(cfg.clone());
+            Ok((vm, (entry, dtb))) => {
+                vm.set_config(cfg.clone());
                 hvprintln!(
                     "vm {} '{}': {} MiB at {:#x}, {} vCPUs",
                     id,

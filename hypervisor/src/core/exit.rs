@@ -119,7 +119,7 @@ fn psci_call(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
             Next::Leave
         }
         Action::SystemReset => {
-            if vm.config.is_none() {
+            if vm.config().is_none() {
                 hvprintln!(
                     "vm {} '{}': reset requested, but the host device tree no longer describes it (warm reload): cannot restart, VM stopped",
                     vm.id, vm.name
@@ -157,7 +157,7 @@ fn kick_all(vm: &Vm) {
 /// No lock is held across the copy.
 pub fn restart_vm(vm: &Vm) {
     let g = gic();
-    let Some(cfg) = vm.config.as_ref() else {
+    let Some(cfg) = vm.config() else {
         // begin_reset is only called with a configuration; stay safe anyway.
         vm.stop();
         return;

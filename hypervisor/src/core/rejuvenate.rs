@@ -87,7 +87,9 @@ const fn parse_u16(s: &str) -> u16 {
 
 extern "C" {
     static __image_start: u8;
-    static __image_end: u8;
+    /// End of what the image ever writes (code, data, bss, stacks); the
+    /// image's footprint is rounded up to 2 MiB beyond it.
+    static __stacks_end: u8;
     static reload_trampoline: u8;
     static reload_trampoline_end: u8;
 }
@@ -283,7 +285,7 @@ pub fn perform(dtb: u64) {
 fn jump(dtb: u64, src: u64, copy_len: u64, handoff_len: u64, slot_base: u64) -> ! {
     // SAFETY: linker symbols delimit the trampoline code.
     let (t_start, t_end, img_start, img_end) = unsafe {
-        (sym(&reload_trampoline), sym(&reload_trampoline_end), sym(&__image_start), sym(&__image_end))
+        (sym(&reload_trampoline), sym(&reload_trampoline_end), sym(&__image_start), sym(&__stacks_end))
     };
     let t_len = t_end - t_start;
     // SAFETY: the trampoline page is reserved for this, outside the image it
@@ -350,7 +352,7 @@ fn snapshot(h: &super::Hyp, t_quiesced: u64) -> Handoff {
         timestamps: alloc::vec![
             ("request".to_string(), T_REQUEST.load(Ordering::Acquire)),
             ("quiesced".to_string(), t_quiesced),
-            ("handoff_written".to_string(), counter()),
+            ("state_saved".to_string(), counter()),
         ],
         counter_freq: counter_freq(),
         prev_image: image_slots::current().map(|i| Region::new(BOARD.image_slots[i].0, BOARD.image_slots[i].1)),
@@ -475,4 +477,7 @@ pub fn report(ho: &Handoff, mine: &[(&str, u64)]) {
         us(quiesced, resumed),
         line.trim_end_matches(',')
     );
+    // Absolute values, so that a guest's own view of the pause (its virtual
+    // counter plus its VM's offset) can be lined up with it.
+    hvprintln!("reload: VMs paused from counter {} to counter {}", quiesced, resumed);
 }

@@ -46,9 +46,11 @@ pub struct Vm {
     /// vCPUs of this VM currently loaded on a physical CPU (sched.rs): a
     /// reset rewrites the VM only once this is zero.
     pub loaded: AtomicUsize,
-    /// How it was configured, to reload its images on SYSTEM_RESET. None
-    /// if the host device tree no longer describes it (warm reload).
-    pub config: Option<VmConfig>,
+    /// How it was configured, to reload its images on SYSTEM_RESET: set
+    /// when a cold boot creates it; after a warm reload looked up in the
+    /// host device tree the first time it is needed (see [`Vm::config`]).
+    /// Holds None if the device tree no longer describes it.
+    config: spin::Once<Option<VmConfig>>,
     /// Boots since the hypervisor created it (1 = the first).
     pub boots: AtomicU32,
     /// Kept alive: the hardware walks these tables.
@@ -81,6 +83,20 @@ pub struct VmShape<'a> {
 }
 
 impl Vm {
+    /// The configuration a SYSTEM_RESET reloads the VM from. A warm reload
+    /// carries none in the handoff block: the host device tree (and the
+    /// modules it names, which nothing overwrites) still describes the VM,
+    /// and it is read here on first use rather than while every VM is
+    /// paused for the reload.
+    pub fn config(&self) -> Option<&VmConfig> {
+        self.config.call_once(|| super::boot::find_config(&self.name, self.ram_size, self.vcpus.len())).as_ref()
+    }
+
+    /// Cold boot: the configuration it was created from.
+    pub fn set_config(&self, cfg: VmConfig) {
+        self.config.call_once(|| Some(cfg));
+    }
+
     /// Build a VM around RAM it already has: stage-2 tables, devices,
     /// vCPUs (all off). Nothing in guest RAM is read or written.
     pub fn build(shape: VmShape<'_>) -> Result<Self, String> {
@@ -114,7 +130,7 @@ impl Vm {
             passthrough_intids: shape.passthrough.iter().flat_map(|d| d.intids.iter().copied()).collect(),
             state: AtomicU8::new(VmState::Running as u8),
             loaded: AtomicUsize::new(0),
-            config: None,
+            config: spin::Once::new(),
             boots: AtomicU32::new(1),
             _stage2: s2,
         })

@@ -130,7 +130,7 @@ pub(crate) fn wrap(body: &[u8], major: u16, minor: u16) -> Result<Vec<u8>, Hando
     out.extend_from_slice(&minor.to_le_bytes());
     out.extend_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
     out.extend_from_slice(&(total as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(&crate::crc32::hash(body).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&[0; 4]);
     let crc = header_crc(&out);

@@ -37,7 +37,7 @@ pub fn decode(bytes: &[u8], limits: &HandoffLimits) -> Result<Handoff, HandoffEr
             available: bytes.len(),
         });
     };
-    let computed = crc32fast::hash(body);
+    let computed = crate::crc32::hash(body);
     if computed != h.body_crc {
         return Err(HandoffError::BodyCrc {
             stored: h.body_crc,

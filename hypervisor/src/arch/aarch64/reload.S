@@ -71,12 +71,21 @@ reload_trampoline:
     tlbi    alle2
     tlbi    alle1                   // the new image builds new stage-2 tables
     dsb     sy
-    // Copy the image from its slot into place.
+    // Copy the image from its slot into place, writing only the 16-byte
+    // blocks that differ: a rejuvenation into the same build leaves the
+    // code pages untouched (under QEMU, a write to a code page throws away
+    // its translated code, which costs the guests tens of milliseconds of
+    // retranslation after every reload; on hardware it saves DRAM writes).
 6:  cmp     x2, #16
     b.lo    8f
     ldp     x7, x8, [x1], #16
-    stp     x7, x8, [x0], #16
+    ldp     x10, x11, [x0]
     sub     x2, x2, #16
+    cmp     x7, x10
+    ccmp    x8, x11, #0, eq
+    b.eq    9f
+    stp     x7, x8, [x0]
+9:  add     x0, x0, #16
     b       6b
 8:  cbz     x2, 7f
     ldr     x7, [x1], #8
