@@ -171,6 +171,44 @@ pub fn more_heartbeats(run: &mut QemuRun, name: &str, more: usize, what: &str) -
     })
 }
 
+/// The pass number of a memory-pattern line of VM `name`
+/// (`[name] mempattern: pass N: ...`).
+pub fn mempattern_pass(name: &str, line: &str) -> Option<u64> {
+    let rest = line.strip_prefix('[')?.strip_prefix(name)?.strip_prefix("] mempattern: pass ")?;
+    rest.split(':').next()?.parse().ok()
+}
+
+/// The last value `f` finds in the output so far, 0 if none.
+pub fn last_value(run: &QemuRun, f: impl Fn(&str) -> Option<u64>) -> u64 {
+    run.lines().iter().filter_map(|l| f(l)).next_back().unwrap_or(0)
+}
+
+/// Waits until `f` finds a value above `after` in some line; returns it.
+pub fn wait_beyond(run: &mut QemuRun, deadline: Duration, what: &str, f: impl Fn(&str) -> Option<u64>, after: u64) -> Result<u64> {
+    run.wait_until(deadline, what, |lines| lines.iter().filter_map(|l| f(l)).find(|&n| n > after))
+}
+
+/// `Ctrl-] h`: console input to the hypervisor shell from now on.
+pub fn focus_shell(run: &mut QemuRun, deadline: Duration) -> Result<()> {
+    run.send(b"\x1dh")?;
+    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), deadline)?;
+    Ok(())
+}
+
+/// The reload tests' pair: the heartbeat guest as domU0 and the
+/// memory-pattern guest as domU1, both at work (two heartbeats, one
+/// verified pass), input on the hypervisor shell. `adjust` changes the
+/// scenario before QEMU starts.
+pub fn start_heartbeat_and_pattern(gic: u32, adjust: impl FnOnce(&mut Scenario)) -> Result<QemuRun> {
+    require_images(&["heartbeat", "mempattern"])?;
+    let mut s = scenario(gic, [VmSpec::guest("domU0", "heartbeat"), VmSpec::guest("domU1", "mempattern")]);
+    adjust(&mut s);
+    let mut run = start(&s)?;
+    wait_all(&mut run, &[re(r"^\[domU0\] heartbeat: n=2 "), re(r"^\[domU1\] mempattern: pass 1: \d+ MiB ok$")])?;
+    focus_shell(&mut run, DEADLINE)?;
+    Ok(run)
+}
+
 /// Checks that a series of heartbeat reports shows a guest that kept
 /// counting: n (seconds of its own virtual counter) strictly increasing and
 /// on average less than three seconds apart. A heartbeat left only scraps of
@@ -189,6 +227,13 @@ pub fn check_counting(run: &QemuRun, ns: &[u64], what: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mempattern_pass_parsing() {
+        assert_eq!(mempattern_pass("domU1", "[domU1] mempattern: pass 12: 64 MiB ok"), Some(12));
+        assert_eq!(mempattern_pass("domU2", "[domU1] mempattern: pass 12: 64 MiB ok"), None);
+        assert_eq!(mempattern_pass("domU1", "[domU1] mempattern: filled 64 MiB"), None);
+    }
 
     #[test]
     fn created_line_parsing() {

@@ -30,19 +30,8 @@ fn status(run: &mut QemuRun) -> anyhow::Result<Aging> {
     Ok(Aging { image_up: n(1), generation: n(2), used: n(4), largest_free_kib: n(6) })
 }
 
-fn start_pair(gic: u32, reload_every_ms: Option<u32>) -> anyhow::Result<QemuRun> {
-    require_images(&["heartbeat", "mempattern"])?;
-    let mut s = scenario(gic, [VmSpec::guest("domU0", "heartbeat"), VmSpec::guest("domU1", "mempattern")]);
-    s.reload_every_ms = reload_every_ms;
-    let mut run = start(&s)?;
-    wait_all(&mut run, &[re(r"^\[domU0\] heartbeat: n=2 "), re(r"^\[domU1\] mempattern: pass 1: \d+ MiB ok$")])?;
-    run.send(b"\x1dh")?;
-    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
-    Ok(run)
-}
-
 fn leak_then_reload(gic: u32) -> anyhow::Result<()> {
-    let mut run = start_pair(gic, None)?;
+    let mut run = start_heartbeat_and_pattern(gic, |_| ())?;
     let base = status(&mut run)?;
     check!(run, base.generation == 0, "generation at a cold boot: {base:?}");
     for _ in 0..3 {
@@ -85,7 +74,7 @@ fn leak_then_reload(gic: u32) -> anyhow::Result<()> {
 const PERIODIC_RELOADS: u32 = 4;
 
 fn periodic(gic: u32) -> anyhow::Result<()> {
-    let mut run = start_pair(gic, Some(3000))?;
+    let mut run = start_heartbeat_and_pattern(gic, |s| s.reload_every_ms = Some(3000))?;
     for generation in 1..=PERIODIC_RELOADS {
         run.expect(&re(r"^\[hv\] rejuvenate: periodic reload \(every 3000 ms\)$"), DEADLINE)?;
         run.expect(&re(&format!(r"^\[hv\] reload: generation {generation}, 2 VMs resumed; ")), DEADLINE)?;

@@ -17,8 +17,7 @@ fn console(gic: u32) -> anyhow::Result<()> {
 
     run.send(b"\x1d?")?;
     run.expect(&re(r"^\[hv\] console: Ctrl-\] then 0-9"), DEADLINE)?;
-    run.send(b"\x1dh")?;
-    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+    focus_shell(&mut run, DEADLINE)?;
     run.send(b"status\r")?;
     run.expect(&re(r"^\[hv\] uptime \d+ s, generation 0, heap \d+ KiB used of \d+ KiB, 2 CPUs$"), DEADLINE)?;
     run.expect(&re(r"^\[hv\] vm 0 'domU0': Running, 64 MiB at 0x[0-9a-f]+, 1 vCPUs$"), DEADLINE)?;

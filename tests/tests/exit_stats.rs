@@ -24,8 +24,7 @@ fn exit_counts(gic: u32) -> anyhow::Result<()> {
     require_images(&["bench"])?;
     let mut run = start(&scenario(gic, [VmSpec::guest("domU0", "bench")]).smp(1))?;
     run.expect(&re(r"^\[domU0\] bench: done$"), DEADLINE)?;
-    run.send(b"\x1dh")?;
-    run.expect("console input now goes to the hypervisor shell", DEADLINE)?;
+    focus_shell(&mut run, DEADLINE)?;
     let a = reading(&mut run)?;
     let (hvc, uart, sgi, gicd) = (get(&a, "hvc_psci"), get(&a, "mmio_uart"), get(&a, "sysreg_sgi"), get(&a, "mmio_gicd"));
     // A few more of each come from the guest's start-up and its console

@@ -203,8 +203,7 @@ fn panic_isolated(gic: u32) -> anyhow::Result<()> {
     let before = heartbeats(&run, "domU1").len();
     let ns = more_heartbeats(&mut run, "domU1", 4, "heartbeats after the kernel panic")?;
     check_counting(&run, &ns[before.saturating_sub(1)..], "after domU0's kernel panic")?;
-    run.send(b"\x1dh")?;
-    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+    focus_shell(&mut run, DEADLINE)?;
     run.send(b"status\r")?;
     run.expect(&re(r"^\[hv\] uptime \d+ s, generation 0, heap \d+ KiB used of \d+ KiB, 2 CPUs$"), DEADLINE)?;
     run.expect(&re(r"^\[hv\] vm 0 'domU0': Running, 256 MiB at 0x[0-9a-f]+, 2 vCPUs$"), DEADLINE)?;

@@ -19,16 +19,7 @@ fn counter_n(line: &str) -> Option<u64> {
 }
 
 fn pass_n(line: &str) -> Option<u64> {
-    let rest = line.strip_prefix("[domU2] mempattern: pass ")?;
-    rest.split(':').next()?.parse().ok()
-}
-
-fn last(run: &QemuRun, f: fn(&str) -> Option<u64>) -> u64 {
-    run.lines().iter().filter_map(|l| f(l)).next_back().unwrap_or(0)
-}
-
-fn wait_beyond(run: &mut QemuRun, what: &str, f: fn(&str) -> Option<u64>, after: u64) -> anyhow::Result<u64> {
-    run.wait_until(LINUX_DEADLINE, what, |lines| lines.iter().filter_map(|l| f(l)).find(|&n| n > after))
+    mempattern_pass("domU2", line)
 }
 
 const LINUX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(240);
@@ -86,28 +77,27 @@ fn linux_across_reloads(gic: u32) -> anyhow::Result<()> {
         b"probe() { echo \"probe: boot_id=$(cat /proc/sys/kernel/random/boot_id) uptime=$(cut -d' ' -f1 /proc/uptime) md5=$(md5sum /cachefile | cut -d' ' -f1) cached_kb=$(awk '/^Cached:/ {print $2}' /proc/meminfo)\"; }\r",
     )?;
     let before = probe(&mut run)?;
-    let counter_before = last(&run, counter_n);
+    let counter_before = last_value(&run, counter_n);
     eprintln!("linux reload GICv{gic}: before {before:?}, counter {counter_before}");
 
-    run.send(b"\x1dh")?;
-    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), LINUX_DEADLINE)?;
+    focus_shell(&mut run, LINUX_DEADLINE)?;
     let mut paused_us = Vec::new();
     let reload_re = re(r"^\[hv\] reload: generation (\d+), 3 VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;");
     for generation in 1..=RELOADS {
-        let (counter, beat, pass) = (last(&run, counter_n), heartbeats(&run, "domU1").last().copied().unwrap_or(0), last(&run, pass_n));
+        let (counter, beat, pass) = (last_value(&run, counter_n), heartbeats(&run, "domU1").last().copied().unwrap_or(0), last_value(&run, pass_n));
         run.send(b"rejuvenate\r")?;
         let line = run.expect(&re(&format!(r"^\[hv\] reload: generation {generation}, 3 VMs resumed; ")), LINUX_DEADLINE)?;
         paused_us.push(reload_re.captures(&line).map(|c| c[2].parse::<u64>().unwrap_or(0)).unwrap_or(0));
-        wait_beyond(&mut run, "the Linux counter after the reload", counter_n, counter)?;
+        wait_beyond(&mut run, LINUX_DEADLINE, "the Linux counter after the reload", counter_n, counter)?;
         run.wait_until(LINUX_DEADLINE, "heartbeat after the reload", |l| l.iter().filter_map(|l| heartbeat_n("domU1", l)).find(|&n| n > beat))?;
-        wait_beyond(&mut run, "a full memory verification after the reload", pass_n, pass)?;
+        wait_beyond(&mut run, LINUX_DEADLINE, "a full memory verification after the reload", pass_n, pass)?;
     }
     eprintln!("linux reload GICv{gic}: VMs paused per reload (us): {paused_us:?}");
 
     run.send(b"\x1d0")?;
     run.expect(&re(r"^\[hv\] console input now goes to vm 0$"), LINUX_DEADLINE)?;
     let after = probe(&mut run)?;
-    let counter_after = last(&run, counter_n);
+    let counter_after = last_value(&run, counter_n);
     eprintln!("linux reload GICv{gic}: after {after:?}, counter {counter_after}");
     check!(run, after.boot_id == before.boot_id, "Linux rebooted: boot id {} -> {}", before.boot_id, after.boot_id);
     check!(run, after.md5 == before.md5, "the cached file changed: {} -> {}", before.md5, after.md5);

@@ -22,8 +22,7 @@ fn spinner(gic: u32) -> anyhow::Result<()> {
     check_counting(&run, &ns[before..], "next to the spinner")?;
 
     // The hypervisor shell still answers (the UART interrupt reaches EL2).
-    run.send(b"\x1dh")?;
-    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+    focus_shell(&mut run, DEADLINE)?;
     run.send(b"status\r")?;
     run.expect(&re(r"^\[hv\] uptime \d+ s, generation 0, heap \d+ KiB used of \d+ KiB, 1 CPUs$"), DEADLINE)?;
     run.expect(&re(r"^\[hv\] vm 0 'domU0': Running, "), DEADLINE)?;

@@ -7,30 +7,18 @@
 
 use tests::*;
 
-fn pass_n(line: &str) -> Option<u64> {
-    let rest = line.strip_prefix("[domU1] mempattern: pass ")?;
-    rest.split(':').next()?.parse().ok()
-}
-
 fn version() -> String {
     format!("blink {}", env!("CARGO_PKG_VERSION"))
 }
 
 fn start_with_slot(gic: u32, slot: Option<std::path::PathBuf>) -> anyhow::Result<QemuRun> {
-    require_images(&["heartbeat", "mempattern"])?;
-    let mut s = scenario(gic, [VmSpec::guest("domU0", "heartbeat"), VmSpec::guest("domU1", "mempattern")]);
-    s.next_image = slot;
-    let mut run = start(&s)?;
-    wait_all(&mut run, &[re(r"^\[domU0\] heartbeat: n=2 "), re(r"^\[domU1\] mempattern: pass 1: \d+ MiB ok$")])?;
-    run.send(b"\x1dh")?;
-    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
-    Ok(run)
+    start_heartbeat_and_pattern(gic, |s| s.next_image = slot)
 }
 
 /// One `upgrade` from `from` (writing handoff minor `from_minor`) into `to`.
 fn upgrade(run: &mut QemuRun, generation: u32, from: &str, from_minor: u32, to: &str, to_minor: u32) -> anyhow::Result<()> {
-    let beat = heartbeats(run, "domU0").last().copied().unwrap_or(0);
-    let pass = run.lines().iter().filter_map(|l| pass_n(l)).next_back().unwrap_or(0);
+    let beat = last_value(run, |l| heartbeat_n("domU0", l));
+    let pass = last_value(run, |l| mempattern_pass("domU1", l));
     let e = regex::escape;
     run.send(b"upgrade\r")?;
     run.expect(&re(&format!(r"^\[hv\] upgrade: image slot \d holds '{}' \(\d+ bytes, checksum ok\); this is '{}'$", e(to), e(from))), DEADLINE)?;
@@ -45,8 +33,8 @@ fn upgrade(run: &mut QemuRun, generation: u32, from: &str, from_minor: u32, to: 
         DEADLINE,
     )?;
     run.expect(&re(&format!(r"^\[hv\] reload: generation {generation}, 2 VMs resumed; ")), DEADLINE)?;
-    run.wait_until(DEADLINE, "heartbeat after the upgrade", |l| l.iter().filter_map(|l| heartbeat_n("domU0", l)).find(|&n| n > beat))?;
-    run.wait_until(DEADLINE, "memory verified after the upgrade", |l| l.iter().filter_map(|l| pass_n(l)).find(|&n| n > pass))?;
+    wait_beyond(run, DEADLINE, "heartbeat after the upgrade", |l| heartbeat_n("domU0", l), beat)?;
+    wait_beyond(run, DEADLINE, "memory verified after the upgrade", |l| mempattern_pass("domU1", l), pass)?;
     Ok(())
 }
 
@@ -76,7 +64,7 @@ fn n_to_next_and_back(gic: u32) -> anyhow::Result<()> {
     let lines = run.lines();
     let beats = heartbeats(&run, "domU0");
     check!(run, beats.windows(2).all(|w| w[1] == w[0] + 1), "heartbeat counter not continuous: {beats:?}");
-    let passes: Vec<u64> = lines.iter().filter_map(|l| pass_n(l)).collect();
+    let passes: Vec<u64> = lines.iter().filter_map(|l| mempattern_pass("domU1", l)).collect();
     check!(run, passes.windows(2).all(|w| w[1] == w[0] + 1), "mempattern passes not continuous: {passes:?}");
     check!(run, lines.iter().filter(|l| l.contains("mempattern: filled")).count() == 1, "mempattern restarted");
     // `started` lines belong to the cold boot only.

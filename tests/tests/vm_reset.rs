@@ -36,8 +36,7 @@ fn vm_reset(gic: u32) -> anyhow::Result<()> {
         if n == 1 {
             // Input to the hypervisor shell (once the console is up), so
             // that `status` can be asked for.
-            run.send(b"\x1dh")?;
-            run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+            focus_shell(&mut run, DEADLINE)?;
         }
         if n == 2 {
             heap_after_first_reset = Some(heap_used(&mut run)?);
@@ -76,8 +75,7 @@ fn after_warm_reload(gic: u32) -> anyhow::Result<()> {
     ))?;
     run.fail_on(re(r"resetter: boot fresh=no|SYSTEM_RESET returned|restart failed|cannot restart"));
     run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 2\)$"), DEADLINE)?;
-    run.send(b"\x1dh")?;
-    run.expect(&re(r"^\[hv\] console input now goes to the hypervisor shell"), DEADLINE)?;
+    focus_shell(&mut run, DEADLINE)?;
     run.send(b"rejuvenate\r")?;
     run.expect(&re(r"^\[hv\] vm 0 'domU0': resumed, "), DEADLINE)?;
     // Boots are counted afresh by the new image.

@@ -92,7 +92,7 @@ pub struct Handoff {
     /// image that booted cold.
     pub generation: u64,
     /// Reload phase name -> physical counter value (CNTPCT_EL0), in the
-    /// order the phases happened (`suspend_start`, `handoff_written`, ...).
+    /// order the phases happened (`request`, `quiesced`, `state_saved`).
     /// Names follow [`MAX_ENTRY_NAME_LEN`] rules and are unique.
     pub timestamps: Vec<(String, u64)>,
     /// CNTFRQ_EL0 of the writer, in Hz (non-zero).
