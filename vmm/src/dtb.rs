@@ -192,6 +192,18 @@ impl<'a> Dtb<'a> {
         let mut has_child: Vec<bool> = Vec::new();
         let mut root_closed = false;
         let mut pos = 0usize;
+        // Property names repeat: check the strings block as UTF-8 once
+        // (then any name in it is valid, as NUL is a character boundary);
+        // only a block with a bad byte somewhere needs a check per name.
+        let strings_utf8 = core::str::from_utf8(strings).ok();
+        let name_at = |off: usize| match strings_utf8 {
+            Some(st) => {
+                let rest = st.get(off..)?;
+                // Names are short: a byte loop beats a general search.
+                rest.bytes().position(|b| b == 0).map(|len| &rest[..len])
+            }
+            None => cstr_at(strings, off),
+        };
         loop {
             let tok = be32(s, pos).ok_or(err("structure block ends without FDT_END", pos))?;
             let tok_pos = pos;
@@ -242,8 +254,8 @@ impl<'a> Dtb<'a> {
                     let value = s
                         .get(pos..end)
                         .ok_or(err("property value overruns the structure block", pos))?;
-                    let name = cstr_at(strings, nameoff)
-                        .ok_or(err("bad property name offset", tok_pos))?;
+                    let name =
+                        name_at(nameoff).ok_or(err("bad property name offset", tok_pos))?;
                     pos = align4(end)
                         .ok_or(err("property value overruns the structure block", pos))?;
                     self.props.push(PropRec { name, value });

@@ -22,3 +22,4 @@ pub mod vpl011;
 pub mod handoff;
 pub mod image_slot;
 pub mod crc32;
+pub mod fdt_writer;

@@ -51,22 +51,26 @@ pub fn decode(bytes: &[u8], limits: &HandoffLimits) -> Result<Handoff, HandoffEr
     Ok(handoff)
 }
 
-/// A node with its path, for messages.
+/// A node of the block; its path is worked out only for an error message
+/// (reading a valid block, the common case, builds no strings).
 struct N<'d, 'a> {
     n: Node<'d, 'a>,
-    path: String,
 }
 
 type R<T> = Result<T, HandoffError>;
 
 impl<'d, 'a> N<'d, 'a> {
     fn new(n: Node<'d, 'a>) -> Self {
-        Self { path: n.path(), n }
+        Self { n }
+    }
+
+    fn path(&self) -> String {
+        self.n.path()
     }
 
     fn malformed(&self, prop: &str, why: &'static str) -> HandoffError {
         HandoffError::Malformed {
-            node: self.path.clone(),
+            node: self.path(),
             prop: short(prop),
             why,
         }
@@ -74,7 +78,7 @@ impl<'d, 'a> N<'d, 'a> {
 
     fn range(&self, prop: &str, why: &'static str) -> HandoffError {
         HandoffError::OutOfRange {
-            node: self.path.clone(),
+            node: self.path(),
             prop: short(prop),
             why,
         }
@@ -82,7 +86,7 @@ impl<'d, 'a> N<'d, 'a> {
 
     fn req(&self, name: &str) -> R<&'a [u8]> {
         self.n.prop(name).ok_or_else(|| HandoffError::Missing {
-            node: self.path.clone(),
+            node: self.path(),
             what: String::from(name),
         })
     }
@@ -95,12 +99,11 @@ impl<'d, 'a> N<'d, 'a> {
     }
 
     fn exact(&self, name: &str, len: usize, why: &'static str) -> R<&'a [u8]> {
-        self.req(name)?;
-        self.exact_opt(name, len, why)?
-            .ok_or_else(|| HandoffError::Missing {
-                node: self.path.clone(),
-                what: String::from(name),
-            })
+        let v = self.req(name)?;
+        if v.len() != len {
+            return Err(self.malformed(name, why));
+        }
+        Ok(v)
     }
 
     fn u32(&self, name: &str) -> R<u32> {
@@ -174,7 +177,7 @@ impl<'d, 'a> N<'d, 'a> {
     fn region(&self, name: &str) -> R<Region> {
         self.req(name)?;
         self.region_opt(name)?.ok_or_else(|| HandoffError::Missing {
-            node: self.path.clone(),
+            node: self.path(),
             what: String::from(name),
         })
     }
@@ -184,7 +187,7 @@ impl<'d, 'a> N<'d, 'a> {
             .child(name)
             .map(N::new)
             .ok_or_else(|| HandoffError::Missing {
-                node: self.path.clone(),
+                node: self.path(),
                 what: format!("{name} node"),
             })
     }
@@ -199,7 +202,7 @@ impl<'d, 'a> N<'d, 'a> {
         for (name, v) in self.n.props() {
             if out.len() >= max {
                 return Err(HandoffError::TooMany {
-                    node: self.path.clone(),
+                    node: self.path(),
                     what,
                     max,
                 });
@@ -255,7 +258,7 @@ fn read_root(dt: &Dtb<'_>, limits: &HandoffLimits) -> R<Handoff> {
     for n in root.children("vm") {
         if vms.len() >= max_vms {
             return Err(HandoffError::TooMany {
-                node: root.path,
+                node: root.path(),
                 what: "VMs",
                 max: max_vms,
             });
@@ -291,7 +294,7 @@ fn read_vm(n: &N<'_, '_>, max_vcpus: usize) -> R<VmState> {
     for p in n.children("passthrough") {
         if passthrough.len() >= MAX_PASSTHROUGH {
             return Err(HandoffError::TooMany {
-                node: n.path.clone(),
+                node: n.path(),
                 what: "passthrough devices",
                 max: MAX_PASSTHROUGH,
             });

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
-use vm_fdt::FdtWriter;
+use crate::fdt_writer::{FdtWriteError, FdtWriter};
 
 use super::header::wrap;
 use super::{
@@ -15,7 +15,7 @@ use super::{
 
 type W = FdtWriter;
 
-fn fe(e: vm_fdt::Error) -> HandoffError {
+fn fe(e: FdtWriteError) -> HandoffError {
     HandoffError::Encode(e.to_string())
 }
 
@@ -41,9 +41,9 @@ pub(crate) fn body_for_tests(h: &Handoff, minor: u16) -> Vec<u8> {
     body(h, minor).expect("writable")
 }
 
-fn body(h: &Handoff, minor: u16) -> Result<Vec<u8>, vm_fdt::Error> {
+fn body(h: &Handoff, minor: u16) -> Result<Vec<u8>, FdtWriteError> {
     let probe = minor >= 1;
-    let mut w = FdtWriter::new()?;
+    let mut w = FdtWriter::new();
     let root = w.begin_node("")?;
     w.property_string("compatible", "blink,handoff")?;
     w.property_u64("generation", h.generation)?;
@@ -78,7 +78,7 @@ fn body(h: &Handoff, minor: u16) -> Result<Vec<u8>, vm_fdt::Error> {
     w.finish()
 }
 
-fn write_vm(w: &mut W, vm: &VmState, probe: bool) -> Result<(), vm_fdt::Error> {
+fn write_vm(w: &mut W, vm: &VmState, probe: bool) -> Result<(), FdtWriteError> {
     let n = w.begin_node(&format!("vm@{:x}", vm.id))?;
     w.property_u32("id", vm.id)?;
     w.property_string("vm-name", &vm.name)?;
@@ -122,7 +122,7 @@ fn write_vm(w: &mut W, vm: &VmState, probe: bool) -> Result<(), vm_fdt::Error> {
     w.end_node(n)
 }
 
-fn write_passthrough(w: &mut W, i: usize, pt: &PassthroughState) -> Result<(), vm_fdt::Error> {
+fn write_passthrough(w: &mut W, i: usize, pt: &PassthroughState) -> Result<(), FdtWriteError> {
     let n = w.begin_node(&format!("passthrough@{i:x}"))?;
     w.property_string("path", &pt.path)?;
     let regs: Vec<u64> = pt.regions.iter().flat_map(|r| [r.base, r.size]).collect();
@@ -139,7 +139,7 @@ pub(crate) fn power_name(p: PowerState) -> &'static str {
     }
 }
 
-fn write_vcpu(w: &mut W, c: &VcpuState, probe: bool) -> Result<(), vm_fdt::Error> {
+fn write_vcpu(w: &mut W, c: &VcpuState, probe: bool) -> Result<(), FdtWriteError> {
     let n = w.begin_node(&format!("cpu@{:x}", c.index))?;
     w.property_u32("index", c.index)?;
     w.property_string("power", power_name(c.power))?;
@@ -186,7 +186,7 @@ pub(crate) fn bitmap(irqs: &[IrqState], f: impl Fn(&IrqState) -> bool) -> Vec<u3
 
 /// The per-interrupt properties of a set of interrupts (`spis` node or a
 /// vGIC `cpu@` node).
-fn write_irqs(w: &mut W, irqs: &[IrqState]) -> Result<(), vm_fdt::Error> {
+fn write_irqs(w: &mut W, irqs: &[IrqState]) -> Result<(), FdtWriteError> {
     w.property_array_u32("enabled", &bitmap(irqs, |i| i.enabled))?;
     w.property_array_u32("pending", &bitmap(irqs, |i| i.pending))?;
     w.property_array_u32("active", &bitmap(irqs, |i| i.active))?;
@@ -212,7 +212,7 @@ fn write_irqs(w: &mut W, irqs: &[IrqState]) -> Result<(), vm_fdt::Error> {
     Ok(())
 }
 
-fn write_vgic(w: &mut W, g: &VgicState) -> Result<(), vm_fdt::Error> {
+fn write_vgic(w: &mut W, g: &VgicState) -> Result<(), FdtWriteError> {
     let n = w.begin_node("vgic")?;
     w.property_u32(
         "version",
