@@ -83,6 +83,8 @@ const RELOAD_RAM_MIB: [u64; 4] = [64, 256, 1024, 2048];
 const RELOAD_CPUS: [u32; 2] = [1, 2];
 /// Warm reloads per configuration (the table shows their median).
 const RELOADS: usize = 3;
+/// Reloads that may be repeated per configuration (see `unattributed`).
+const MAX_UNATTRIBUTED: usize = 5;
 /// Generous: in icount mode a guest second is a billion TCG instructions.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -106,6 +108,9 @@ struct ReloadResult {
     cold_linux_us: u64,
     /// `reboot` line -> heartbeat start line, host clock, milliseconds.
     cold_host_ms: f64,
+    /// Reloads (generations) repeated because the guest's report did not
+    /// contain their gap.
+    unattributed: Vec<usize>,
 }
 
 fn median(v: &[u64]) -> u64 {
@@ -186,8 +191,17 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
         cold_us: 0,
         cold_linux_us: 0,
         cold_host_ms: 0.0,
+        unattributed: Vec::new(),
     };
-    for generation in 1..=RELOADS {
+    // A reload whose gap the guest's report does not contain (the guest was
+    // descheduled for a busy neighbour around it, and longer gaps filled
+    // its list) is repeated, up to this many times in all.
+    let mut generation = 0;
+    while r.blackout_us.len() < RELOADS {
+        generation += 1;
+        if generation > RELOADS + MAX_UNATTRIBUTED {
+            bail!("{ram_mib} MiB ({mode}): {} of {} reloads could not be lined up with a gap of the heartbeat guest", r.unattributed.len(), generation - 1);
+        }
         run.send(b"rejuvenate\r")?;
         let l = run.expect(&reload_line, RELOAD_TIMEOUT)
             .with_context(|| format!("reload {generation} with {ram_mib} MiB ({mode}) did not finish"))?;
@@ -195,7 +209,7 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
         if c[1].parse::<usize>()? != generation {
             bail!("expected generation {generation}: {l}");
         }
-        r.paused_us.push(c[2].parse()?);
+        let paused_us: u64 = c[2].parse()?;
         let phases = c[3].trim().to_string();
         let l = run.expect(&paused_line, RELOAD_TIMEOUT)?;
         let c = paused_line.captures(&l).context("paused line")?;
@@ -226,8 +240,11 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
             .map(|&(t, e)| (t, beat_cntvoff + e))
             .find(|&(t, end)| end >= quiesced && end.saturating_sub(t) <= resumed)
         else {
-            bail!("reload {generation} ({ram_mib} MiB, {mode}): no gap of the heartbeat guest over 200 us overlaps the pause (counter {quiesced}..{resumed}); its report: {gaps_line}");
+            eprintln!("bench reload: reload {generation} ({ram_mib} MiB, {mode}): no gap of the heartbeat guest in its report overlaps the pause (counter {quiesced}..{resumed}), repeating: {gaps_line}");
+            r.unattributed.push(generation);
+            continue;
         };
+        r.paused_us.push(paused_us);
         r.blackout_us.push(ticks * 1_000_000 / freq);
         // Where the guest's gap lies against the pause: how much of it is
         // before all vCPUs stopped and after they were let go again.
@@ -343,8 +360,12 @@ pub fn reload(quick: bool) -> Result<()> {
         writeln!(t, "blackout {hi} MiB ÷ {lo} MiB: {:.2}", b(hi) / b(lo))?;
         writeln!(t, "phases of each reload (hypervisor timestamps):")?;
         for &ram in &rams {
-            for (i, p) in results[&(cpus, icount, ram)].phases.iter().enumerate() {
+            let r = &results[&(cpus, icount, ram)];
+            for (i, p) in r.phases.iter().enumerate() {
                 writeln!(t, "  {ram:>4} MiB #{}: {p}", i + 1)?;
+            }
+            if !r.unattributed.is_empty() {
+                writeln!(t, "  {ram:>4} MiB: reloads {:?} repeated: the guest's report held no gap overlapping the pause", r.unattributed)?;
             }
         }
         writeln!(t)?;
