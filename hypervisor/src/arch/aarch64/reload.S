@@ -52,30 +52,18 @@
 .global reload_trampoline
 .global reload_trampoline_end
 reload_trampoline:
+    msr     daifset, #0xf           // nothing may reach the old vectors
     mov     x9, x0
     mov     x22, x6
     mov     x23, x7
-    // MMU, data and instruction caches off: from here on every access goes
-    // to memory, so the copy is visible to the new image's first fetches.
-    mrs     x6, sctlr_el2
-    mov     x7, #((1 << 0) | (1 << 2) | (1 << 12))
-    bic     x6, x6, x7
-    msr     sctlr_el2, x6
-    isb
-    // Clean and invalidate the whole data cache by set/way, so that no
-    // dirty line of the old image (its heap, stacks, bss) can be written
-    // back over the new one later. Other CPUs wait in the holding pen with
-    // their caches cleaned and off (or were powered off, which cleans them).
-    dcache_clean_inval_setway 24
-    isb
-    tlbi    alle2
-    tlbi    alle1                   // the new image builds new stage-2 tables
-    dsb     sy
-    // Copy the image from its slot into place, writing only the 16-byte
-    // blocks that differ: a rejuvenation into the same build leaves the
-    // code pages untouched (under QEMU, a write to a code page throws away
-    // its translated code, which costs the guests tens of milliseconds of
-    // retranslation after every reload; on hardware it saves DRAM writes).
+    mov     x24, x2
+    // Copy the image from its slot into place while the MMU and caches are
+    // still on: with them off every access goes to DRAM uncached, several
+    // milliseconds for ~350 KB on a Cortex-A72. Only the 16-byte blocks
+    // that differ are written: a rejuvenation into the same build leaves
+    // the code pages untouched (under QEMU a write to a code page discards
+    // its translated code, and retranslating cost the guests tens of
+    // milliseconds after every reload; on hardware it saves writes).
 6:  cmp     x2, #16
     b.lo    8f
     ldp     x7, x8, [x1], #16
@@ -92,7 +80,35 @@ reload_trampoline:
     str     x7, [x0], #8
     sub     x2, x2, #8
     b       8b
-7:  dsb     sy
+    // The new image to the point of coherency, by address: its first
+    // instructions and data are fetched with the MMU off.
+7:  mrs     x10, ctr_el0
+    ubfx    x10, x10, #16, #4       // DminLine, log2 of words
+    mov     x11, #4
+    lsl     x11, x11, x10           // smallest D-cache line, bytes
+    sub     x12, x11, #1
+    bic     x13, x9, x12
+    add     x14, x9, x24
+10: dc      civac, x13
+    add     x13, x13, x11
+    cmp     x13, x14
+    b.lo    10b
+    dsb     sy
+    // MMU, data and instruction caches off.
+    mrs     x6, sctlr_el2
+    mov     x7, #((1 << 0) | (1 << 2) | (1 << 12))
+    bic     x6, x6, x7
+    msr     sctlr_el2, x6
+    isb
+    // Clean and invalidate the whole data cache by set/way, so that no
+    // dirty line of the old image (its heap, stacks, bss) can be written
+    // back over the new one later. Other CPUs wait in the holding pen with
+    // their caches cleaned and off (or were powered off, which cleans them).
+    dcache_clean_inval_setway 24
+    isb
+    tlbi    alle2
+    tlbi    alle1                   // the new image builds new stage-2 tables
+    dsb     sy
     ic      iallu
     dsb     sy
     isb
