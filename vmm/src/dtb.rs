@@ -18,13 +18,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
-const HEADER_SIZE: usize = 40;
-const TOKEN_BEGIN_NODE: u32 = 1;
-const TOKEN_END_NODE: u32 = 2;
-const TOKEN_PROP: u32 = 3;
+// The format's numbers, shared with the writer (`fdt_writer`).
+pub(crate) const FDT_MAGIC: u32 = 0xd00d_feed;
+pub(crate) const HEADER_SIZE: usize = 40;
+pub(crate) const TOKEN_BEGIN_NODE: u32 = 1;
+pub(crate) const TOKEN_END_NODE: u32 = 2;
+pub(crate) const TOKEN_PROP: u32 = 3;
 const TOKEN_NOP: u32 = 4;
-const TOKEN_END: u32 = 9;
+pub(crate) const TOKEN_END: u32 = 9;
 /// Deeper trees are refused; real ones are < 10 levels and Linux stops at 64.
 const MAX_DEPTH: usize = 64;
 

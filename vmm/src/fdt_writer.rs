@@ -15,12 +15,10 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-const MAGIC: u32 = 0xd00d_feed;
-const HEADER_SIZE: usize = 40;
-const BEGIN_NODE: u32 = 1;
-const END_NODE: u32 = 2;
-const PROP: u32 = 3;
-const END: u32 = 9;
+use crate::dtb::{
+    FDT_MAGIC as MAGIC, HEADER_SIZE, TOKEN_BEGIN_NODE as BEGIN_NODE, TOKEN_END as END,
+    TOKEN_END_NODE as END_NODE, TOKEN_PROP as PROP,
+};
 /// Deeper nesting than any handoff block needs, and what readers accept.
 const MAX_DEPTH: u32 = 32;
 
