@@ -44,8 +44,8 @@ fn n_to_next_and_back(gic: u32) -> anyhow::Result<()> {
     let mut run = start_with_slot(gic, Some(next))?;
     run.send(b"images\r")?;
     let e = regex::escape;
-    run.expect(&re(&format!(r"^\[hv\] image slot 0 at 0x[0-9a-f]+ \(\d+ KiB\): '{}', \d+ bytes, checksum 0x[0-9a-f]{{8}} ok \[running\]$", e(&n))), DEADLINE)?;
-    run.expect(&re(&format!(r"^\[hv\] image slot 1 at 0x[0-9a-f]+ \(\d+ KiB\): '{}', \d+ bytes, checksum 0x[0-9a-f]{{8}} ok$", e(&n1))), DEADLINE)?;
+    run.expect(&re(&format!(r"^\[hv\] image slot 0 at 0x[0-9a-f]+ \(\d+ KiB\): '{}', \d+ bytes, for qemu-virt, checksum 0x[0-9a-f]{{8}} ok \[running\]$", e(&n))), DEADLINE)?;
+    run.expect(&re(&format!(r"^\[hv\] image slot 1 at 0x[0-9a-f]+ \(\d+ KiB\): '{}', \d+ bytes, for qemu-virt, checksum 0x[0-9a-f]{{8}} ok$", e(&n1))), DEADLINE)?;
     upgrade(&mut run, 1, &n, 0, &n1, 1)?;
     run.send(b"images\r")?;
     run.expect(&re(&format!(r"^\[hv\] image slot 0 .*'{}'.* ok \[previous\]$", e(&n))), DEADLINE)?;
@@ -87,24 +87,40 @@ fn empty_slot(gic: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A slot whose image was damaged (one byte) fails its checksum.
-fn damaged_slot(gic: u32) -> anyhow::Result<()> {
-    let mut bytes = std::fs::read(xtask::images::require_next_image()?)?;
-    let mid = vmm::image_slot::HEADER_SIZE + (bytes.len() - vmm::image_slot::HEADER_SIZE) / 2;
-    bytes[mid] ^= 0x01;
-    let dir = std::env::temp_dir().join(format!("blink-damaged-slot-{}-{gic}", std::process::id()));
+/// Slot 1 holds `bytes`; `upgrade` must be refused with `reason` (the
+/// text after "image slot 1: ") and the guests go on.
+fn refused_slot(gic: u32, what: &str, bytes: &[u8], reason: &str) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("blink-{what}-slot-{}-{gic}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("damaged.slot");
-    std::fs::write(&path, &bytes)?;
+    let path = dir.join(format!("{what}.slot"));
+    std::fs::write(&path, bytes)?;
     let mut run = start_with_slot(gic, Some(path))?;
     run.send(b"upgrade\r")?;
-    run.expect(&re(r"^\[hv\] ERROR: rejuvenate: image slot 1: image checksum mismatch \(header 0x[0-9a-f]{8}, image 0x[0-9a-f]{8}\); nothing changes, VMs keep running$"), DEADLINE)?;
+    run.expect(&re(&format!(r"^\[hv\] ERROR: rejuvenate: image slot 1: {reason}; nothing changes, VMs keep running$")), DEADLINE)?;
     let ns = more_heartbeats(&mut run, "domU0", 2, "heartbeat after the refused upgrade")?;
     check_counting(&run, &ns, "after the refused upgrade")?;
     run.assert_absent(&re(r"suspending|warm entry"))?;
     drop(run);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// A slot whose image was damaged (one byte) fails its checksum.
+fn damaged_slot(gic: u32) -> anyhow::Result<()> {
+    let mut bytes = std::fs::read(xtask::images::require_next_image()?)?;
+    let mid = vmm::image_slot::HEADER_SIZE + (bytes.len() - vmm::image_slot::HEADER_SIZE) / 2;
+    bytes[mid] ^= 0x01;
+    refused_slot(gic, "damaged", &bytes, r"image checksum mismatch \(header 0x[0-9a-f]{8}, image 0x[0-9a-f]{8}\)")
+}
+
+/// A sound image packaged for another board: refused by name, although its
+/// arm64 header would pass (same load offset).
+fn other_board_slot(gic: u32) -> anyhow::Result<()> {
+    let slot = std::fs::read(xtask::images::require_next_image()?)?;
+    let len = vmm::image_slot::read_header(&slot).map_err(|e| anyhow::anyhow!("next image slot: {e}"))?.image_len as usize;
+    let image = &slot[vmm::image_slot::HEADER_SIZE..vmm::image_slot::HEADER_SIZE + len];
+    let bytes = vmm::image_slot::package("blink 0.1.0+next", "raspi4b", image);
+    refused_slot(gic, "other-board", &bytes, r"image built for board 'raspi4b', this is 'qemu-virt'")
 }
 
 mod n_next_n {
@@ -121,5 +137,9 @@ mod refused {
     #[test]
     fn damaged_slot_gicv3() -> anyhow::Result<()> {
         damaged_slot(3)
+    }
+    #[test]
+    fn other_board_slot_gicv3() -> anyhow::Result<()> {
+        other_board_slot(3)
     }
 }

@@ -13,14 +13,19 @@
 //! ```text
 //! offset size field
 //!  0      8   magic        b"BLINKIMG"
-//!  8      4   format       u32 LE, 1
+//!  8      4   format       u32 LE, 2
 //! 12      4   header_size  u32 LE, 4096 (the image starts page aligned)
 //! 16      8   image_len    u64 LE, bytes of image after the header
 //! 24      4   image_crc    u32 LE, CRC-32 (IEEE) of those bytes
 //! 28      4   header_crc   u32 LE, CRC-32 of bytes 0..128, this field as zero
 //! 32     64   version      UTF-8, NUL padded ("blink 0.1.0")
-//! 96     32   reserved     zero
+//! 96     32   board        UTF-8, NUL padded: the board it was built for
+//!                          ("qemu-virt"); an image for another board is
+//!                          refused even if its arm64 header would pass
 //! ```
+//!
+//! Format 1 had no board (those bytes were zero); it is refused as an
+//! unknown format, as is any other.
 //!
 //! The CRC guards against a torn or damaged copy, not against an attacker;
 //! authenticating an uploaded image is the maintenance protocol's job.
@@ -32,7 +37,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 pub const MAGIC: [u8; 8] = *b"BLINKIMG";
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// Offset of the image in a slot.
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes covered by `header_crc`; the rest of the header page is unused.
@@ -40,11 +45,15 @@ const FIXED_SIZE: usize = 128;
 const HEADER_CRC_OFF: usize = 28;
 const VERSION_OFF: usize = 32;
 pub const MAX_VERSION_LEN: usize = 64;
+const BOARD_OFF: usize = 96;
+pub const MAX_BOARD_LEN: usize = 32;
 
 /// What a slot holds, once its header and image have been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotImage {
     pub version: String,
+    /// The board the image was built for.
+    pub board: String,
     pub image_len: u64,
     pub image_crc: u32,
 }
@@ -52,6 +61,8 @@ pub struct SlotImage {
 /// Where images of this board must fit (from the board description).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageRules {
+    /// This board's name: an image must name the same.
+    pub board: &'static str,
     /// Physical load address; its offset in a 2 MiB block must equal the
     /// image's `text_offset`.
     pub load_address: u64,
@@ -68,6 +79,10 @@ pub enum SlotError {
     BadHeaderSize(u32),
     HeaderCrc,
     BadVersion,
+    /// The board name is missing or not NUL-padded UTF-8.
+    BadBoard,
+    /// Built for another board.
+    WrongBoard { image: String, this: &'static str },
     TooLarge { image_len: u64, room: u64 },
     ImageCrc { expected: u32, actual: u32 },
     NotArm64Image,
@@ -86,6 +101,8 @@ impl fmt::Display for SlotError {
             SlotError::BadHeaderSize(v) => write!(f, "header size {v}, expected {HEADER_SIZE}"),
             SlotError::HeaderCrc => write!(f, "header checksum mismatch"),
             SlotError::BadVersion => write!(f, "version string is not NUL-padded UTF-8"),
+            SlotError::BadBoard => write!(f, "board name missing or not NUL-padded UTF-8"),
+            SlotError::WrongBoard { image, this } => write!(f, "image built for board '{image}', this is '{this}'"),
             SlotError::TooLarge { image_len, room } => {
                 write!(f, "image of {image_len} bytes does not fit the slot ({room} bytes)")
             }
@@ -126,20 +143,35 @@ fn fixed_crc(fixed: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// The header for `image`, labelled `version` (truncated to
-/// [`MAX_VERSION_LEN`] bytes at a character boundary).
-pub fn header(version: &str, image: &[u8]) -> [u8; FIXED_SIZE] {
+/// Copies `text` into `field`, cut at a character boundary if too long.
+fn put_str(field: &mut [u8], text: &str) {
+    let mut end = text.len().min(field.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    field[..end].copy_from_slice(&text.as_bytes()[..end]);
+}
+
+/// A NUL-padded UTF-8 field; None if malformed.
+fn get_str(field: &[u8]) -> Option<&str> {
+    let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    if field[len..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    core::str::from_utf8(&field[..len]).ok()
+}
+
+/// The header for `image`, labelled `version` and `board` (each truncated
+/// to its field at a character boundary).
+pub fn header(version: &str, board: &str, image: &[u8]) -> [u8; FIXED_SIZE] {
     let mut h = [0u8; FIXED_SIZE];
     h[..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&FORMAT.to_le_bytes());
     h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
     h[16..24].copy_from_slice(&(image.len() as u64).to_le_bytes());
     h[24..28].copy_from_slice(&crate::crc32::hash(image).to_le_bytes());
-    let mut end = version.len().min(MAX_VERSION_LEN);
-    while !version.is_char_boundary(end) {
-        end -= 1;
-    }
-    h[VERSION_OFF..VERSION_OFF + end].copy_from_slice(&version.as_bytes()[..end]);
+    put_str(&mut h[VERSION_OFF..VERSION_OFF + MAX_VERSION_LEN], version);
+    put_str(&mut h[BOARD_OFF..BOARD_OFF + MAX_BOARD_LEN], board);
     let crc = fixed_crc(&h);
     h[HEADER_CRC_OFF..HEADER_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
     h
@@ -147,9 +179,9 @@ pub fn header(version: &str, image: &[u8]) -> [u8; FIXED_SIZE] {
 
 /// A whole slot's content: header page + image (what a boot loader or an
 /// upload places at a slot's base).
-pub fn package(version: &str, image: &[u8]) -> Vec<u8> {
+pub fn package(version: &str, board: &str, image: &[u8]) -> Vec<u8> {
     let mut out = alloc::vec![0u8; HEADER_SIZE];
-    out[..FIXED_SIZE].copy_from_slice(&header(version, image));
+    out[..FIXED_SIZE].copy_from_slice(&header(version, board, image));
     out.extend_from_slice(image);
     out
 }
@@ -180,19 +212,25 @@ pub fn read_header(slot: &[u8]) -> Result<SlotImage, SlotError> {
     if image_len == 0 || image_len > room {
         return Err(SlotError::TooLarge { image_len, room });
     }
-    let v = &fixed[VERSION_OFF..VERSION_OFF + MAX_VERSION_LEN];
-    let len = v.iter().position(|&b| b == 0).unwrap_or(v.len());
-    if v[len..].iter().any(|&b| b != 0) {
-        return Err(SlotError::BadVersion);
-    }
-    let version = core::str::from_utf8(&v[..len]).map_err(|_| SlotError::BadVersion)?;
-    Ok(SlotImage { version: String::from(version), image_len, image_crc: le32(fixed, 24) })
+    let version = get_str(&fixed[VERSION_OFF..VERSION_OFF + MAX_VERSION_LEN]).ok_or(SlotError::BadVersion)?;
+    let board = get_str(&fixed[BOARD_OFF..BOARD_OFF + MAX_BOARD_LEN])
+        .filter(|b| !b.is_empty())
+        .ok_or(SlotError::BadBoard)?;
+    Ok(SlotImage {
+        version: String::from(version),
+        board: String::from(board),
+        image_len,
+        image_crc: le32(fixed, 24),
+    })
 }
 
-/// Fully checks a slot: header, the image's checksum, and that the image is
-/// an arm64 `Image` this board can run.
+/// Fully checks a slot: header, built for this board, the image's
+/// checksum, and that the image is an arm64 `Image` this board can run.
 pub fn verify(slot: &[u8], rules: &ImageRules) -> Result<SlotImage, SlotError> {
     let s = read_header(slot)?;
+    if s.board != rules.board {
+        return Err(SlotError::WrongBoard { image: s.board, this: rules.board });
+    }
     let image = &slot[HEADER_SIZE..HEADER_SIZE + s.image_len as usize];
     let actual = crate::crc32::hash(image);
     if actual != s.image_crc {
@@ -227,7 +265,7 @@ pub fn check_arm64_image(image: &[u8], rules: &ImageRules) -> Result<(), SlotErr
 mod tests {
     use super::*;
 
-    const RULES: ImageRules = ImageRules { load_address: 0x4008_0000, max_image_size: 0x2f8_0000 };
+    const RULES: ImageRules = ImageRules { board: "qemu-virt", load_address: 0x4008_0000, max_image_size: 0x2f8_0000 };
 
     fn image(len: usize) -> Vec<u8> {
         let mut i: Vec<u8> = (0..len).map(|x| (x * 7 + 3) as u8).collect();
@@ -246,7 +284,7 @@ mod tests {
     #[test]
     fn package_round_trips() {
         let img = image(300_000);
-        let s = slot_with(&package("blink 0.1.0+next", &img));
+        let s = slot_with(&package("blink 0.1.0+next", "qemu-virt", &img));
         let got = verify(&s, &RULES).unwrap();
         assert_eq!(got.version, "blink 0.1.0+next");
         assert_eq!(got.image_len, 300_000);
@@ -258,7 +296,7 @@ mod tests {
         let img = image(5000);
         assert_eq!(read_header(&[0u8; 8192]), Err(SlotError::Empty));
         assert_eq!(read_header(&[0u8; 16]), Err(SlotError::Truncated));
-        let good = slot_with(&package("v", &img));
+        let good = slot_with(&package("v", "qemu-virt", &img));
         // A flipped image byte: only the full check sees it.
         let mut s = good.clone();
         s[HEADER_SIZE + 100] ^= 1;
@@ -275,29 +313,48 @@ mod tests {
     #[test]
     fn image_must_fit_and_suit_the_board() {
         let img = image(5000);
-        let small = package("v", &img);
+        let small = package("v", "qemu-virt", &img);
         assert!(matches!(read_header(&small[..HEADER_SIZE + 100]), Err(SlotError::TooLarge { .. })));
         let mut bad = img.clone();
         bad[56] = b'X';
-        assert_eq!(verify(&slot_with(&package("v", &bad)), &RULES), Err(SlotError::NotArm64Image));
+        assert_eq!(verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES), Err(SlotError::NotArm64Image));
         let mut bad = img.clone();
         bad[8..16].copy_from_slice(&0u64.to_le_bytes());
-        assert!(matches!(verify(&slot_with(&package("v", &bad)), &RULES), Err(SlotError::TextOffset { .. })));
+        assert!(matches!(verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES), Err(SlotError::TextOffset { .. })));
         let mut bad = img.clone();
         bad[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(verify(&slot_with(&package("v", &bad)), &RULES), Err(SlotError::ImageSize { .. })));
+        assert!(matches!(verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES), Err(SlotError::ImageSize { .. })));
         let mut bad = img;
         bad[16..24].copy_from_slice(&100u64.to_le_bytes());
         assert!(matches!(
-            verify(&slot_with(&package("v", &bad)), &RULES),
+            verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES),
             Err(SlotError::ImageSizeBelowFile { .. })
         ));
     }
 
     #[test]
+    fn image_for_another_board_is_refused() {
+        let img = image(5000);
+        let s = slot_with(&package("v", "raspi4b", &img));
+        assert_eq!(read_header(&s).unwrap().board, "raspi4b");
+        assert_eq!(
+            verify(&s, &RULES),
+            Err(SlotError::WrongBoard { image: String::from("raspi4b"), this: "qemu-virt" })
+        );
+        // No board named (as format 1 wrote the field): refused.
+        assert_eq!(read_header(&slot_with(&package("v", "", &img))), Err(SlotError::BadBoard));
+        // A format-1 header (valid checksum) is an unknown format.
+        let mut old = slot_with(&package("v", "", &img));
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = fixed_crc(&old[..FIXED_SIZE]);
+        old[HEADER_CRC_OFF..HEADER_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(read_header(&old), Err(SlotError::BadFormat(1)));
+    }
+
+    #[test]
     fn long_versions_are_cut_at_a_character_boundary() {
         let v = "é".repeat(40); // 80 bytes
-        let s = slot_with(&package(&v, &image(100)));
+        let s = slot_with(&package(&v, "qemu-virt", &image(100)));
         let got = read_header(&s).unwrap();
         assert_eq!(got.version.len(), 64);
         assert!(v.starts_with(&got.version));
@@ -324,7 +381,7 @@ mod tests {
             s[HEADER_CRC_OFF..HEADER_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
             match read_header(&s) {
                 Ok(h) => assert!(HEADER_SIZE as u64 + h.image_len <= s.len() as u64),
-                Err(e) => assert!(matches!(e, SlotError::TooLarge { .. } | SlotError::BadVersion), "{e:?}"),
+                Err(e) => assert!(matches!(e, SlotError::TooLarge { .. } | SlotError::BadVersion | SlotError::BadBoard), "{e:?}"),
             }
             let _ = verify(&s, &RULES);
         }

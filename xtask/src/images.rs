@@ -185,7 +185,7 @@ fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
     objcopy_binary(objcopy, &dir.join(HV_TARGET).join("release").join("hypervisor"), &bin)?;
     let image = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     let out = next_image();
-    std::fs::write(&out, vmm::image_slot::package(&next_version(), &image))
+    std::fs::write(&out, vmm::image_slot::package(&next_version(), platform::BOARD.name, &image))
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
 }

@@ -42,7 +42,7 @@ pub enum Target {
 
 pub fn rules() -> ImageRules {
     let keep = BOARD.image_slots[0].0.min(BOARD.image_slots[1].0).min(BOARD.handoff.0).min(BOARD.trampoline);
-    ImageRules { load_address: BOARD.load_address, max_image_size: keep - BOARD.load_address }
+    ImageRules { board: BOARD.name, load_address: BOARD.load_address, max_image_size: keep - BOARD.load_address }
 }
 
 fn bytes(slot: usize) -> &'static [u8] {
@@ -97,7 +97,7 @@ pub fn stage_self() {
         core::ptr::copy_nonoverlapping(pristine.as_ptr(), dst.add(data_off), pristine.len());
         core::slice::from_raw_parts(dst as *const u8, image_len)
     };
-    let header = image_slot::header(VERSION, staged);
+    let header = image_slot::header(VERSION, BOARD.name, staged);
     // SAFETY: the header page at the start of slot 0, see above.
     unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), base as *mut u8, header.len()) };
     cache::clean_to_poc(base, (HEADER_SIZE + image_len) as u64);
@@ -156,12 +156,13 @@ pub fn list() {
         };
         match image_slot::verify(bytes(i), &rules()) {
             Ok(img) => hvprintln!(
-                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, checksum {:#010x} ok{}",
+                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, for {}, checksum {:#010x} ok{}",
                 i,
                 base,
                 size / 1024,
                 img.version,
                 img.image_len,
+                img.board,
                 img.image_crc,
                 role
             ),
