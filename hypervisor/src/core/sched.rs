@@ -197,8 +197,30 @@ impl Cpu {
                     }
                     // Alone on this CPU: wait right here, guest context
                     // loaded, its virtual timer armed in the hardware.
+                    // Its PPI normally ends the WFI; a hypervisor timer
+                    // 1 ms after the guest's own deadline is the safety
+                    // net: under QEMU with a GICv2 the PPI now and then
+                    // did not wake a WFI at EL2 (Linux, alone on its CPU,
+                    // slept 20+ s until an unrelated interrupt came).
+                    // Shared CPUs have their slice timer instead.
+                    let periodic = if self.index == 0 { rejuvenate::periodic_due() } else { u64::MAX };
+                    if !shared {
+                        let net = timer_deadline(vm).saturating_add(counter_freq() / 1000);
+                        if net.min(periodic) != u64::MAX {
+                            arm_hyp_timer(net.min(periodic));
+                        }
+                    }
                     wfi();
                     self.handle_irqs(Some((vm, v)));
+                    if !shared {
+                        // Back to what run() armed: the periodic reload's
+                        // timer, or none.
+                        if periodic != u64::MAX {
+                            arm_hyp_timer(periodic);
+                        } else {
+                            disarm_hyp_timer();
+                        }
+                    }
                     if self.index == 0 {
                         // The wake-up may be the periodic reload's timer.
                         rejuvenate::check_periodic();

@@ -31,6 +31,7 @@ fn run(cmd: &str) {
             hvprintln!("commands: help, status (VMs and aging indicators), exits (guest exits by kind since this image started, summed over CPUs), images (the image slots)");
             hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the image in the other slot; after an upgrade that is the previous image, i.e. a rollback)");
             hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU)");
+            hvprintln!("  debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
         }
         "rejuvenate" => {
             super::rejuvenate::request(Target::Current);
@@ -44,6 +45,7 @@ fn run(cmd: &str) {
         "status" => status(),
         "exits" => super::exit_stats::print(),
         "debug-fault" => debug_fault(),
+        "debug-vm" => debug_vm(),
         other => match other.strip_prefix("debug-leak ") {
             Some(arg) => debug_leak(arg.trim()),
             None => hvprintln!("unknown command '{}' (try 'help')", other),
@@ -128,4 +130,40 @@ fn debug_fault() {
     // SAFETY: not sound on purpose: the address is unmapped in the EL2 page
     // tables, so the load faults and the fault handler stops this CPU.
     unsafe { core::ptr::read_volatile(0xdead_0000_0000 as *const u64) };
+}
+
+/// `debug-vm`: what each VM's interrupt controller and UART hold, and this
+/// CPU's list registers and virtual timer (those of the vCPU loaded here,
+/// if any): for finding out why a guest waits forever.
+fn debug_vm() {
+    use crate::arch::aarch64::gic::gic;
+    use crate::read_sysreg;
+    for vm in &super::hyp().vms {
+        let v: vmm::handoff::VgicState = (&*vm.vgic.lock()).into();
+        let u = vm.uart.lock();
+        hvprintln!("debug-vm {} '{}': uart imsc {:#x} ris {:#x} cr {:#x}, vgic ctlr {:#x}", vm.id, vm.name, u.snapshot().imsc, u.ris(), u.snapshot().cr, v.ctlr);
+        drop(u);
+        let busy = |i: &vmm::handoff::IrqState| i.pending || i.active || i.in_lr || i.hw.is_some();
+        for (c, cpu) in v.cpus.iter().enumerate() {
+            let vc = &vm.vcpus[c];
+            hvprintln!("  vcpu {}: {:?}, wake_at {}, lrs {:?}", c, vc.power_state(), vc.wake_at.load(core::sync::atomic::Ordering::Relaxed), cpu.lrs);
+            for (i, irq) in cpu.private.iter().enumerate().filter(|(i, irq)| busy(irq) || *i == 27) {
+                hvprintln!("    intid {}: {:?}", i, irq);
+            }
+        }
+        for (n, irq) in v.spis.iter().enumerate().filter(|(_, irq)| busy(irq)) {
+            hvprintln!("    intid {}: {:?}", n + 32, irq);
+        }
+    }
+    let g = gic();
+    for n in 0..g.nr_lrs() {
+        hvprintln!("  this cpu lr{}: {:?}", n, g.read_lr(n));
+    }
+    hvprintln!(
+        "  this cpu cntv_ctl {:#x} cntv_cval {} cntvct {} cntvoff {}",
+        read_sysreg!(cntv_ctl_el0),
+        read_sysreg!(cntv_cval_el0),
+        read_sysreg!(cntvct_el0),
+        read_sysreg!(cntvoff_el2)
+    );
 }
