@@ -16,3 +16,23 @@ pub mod dtb;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod rt;
+
+/// Defines the guest's entry point: `entry!(path::to::main)` where
+/// `fn main(dtb: usize) -> !` receives the device tree address from x0
+/// (the runtime, `rt`, calls it).
+/// Host builds of the binary (e.g. `cargo clippy --workspace`) get an
+/// empty `main` instead, as the guest code only exists for the target.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[cfg(target_os = "none")]
+        #[unsafe(no_mangle)]
+        extern "Rust" fn __guest_main(dtb: usize) -> ! {
+            let main: fn(usize) -> ! = $main;
+            main(dtb)
+        }
+
+        #[cfg(not(target_os = "none"))]
+        fn main() {}
+    };
+}

@@ -9,12 +9,7 @@
 //! followed by `mempattern: pass <k>: <m> mismatches`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-#[cfg(target_os = "none")]
 guests::entry!(guest::main);
-
-/// Host builds (e.g. `cargo clippy --workspace`) get an empty program.
-#[cfg(not(target_os = "none"))]
-fn main() {}
 
 #[cfg(target_os = "none")]
 mod guest {

@@ -7,12 +7,7 @@
 //! reports OFF and prints `smp: cpu_off ok`, then `smp: done`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-#[cfg(target_os = "none")]
 guests::entry!(guest::main);
-
-/// Host builds (e.g. `cargo clippy --workspace`) get an empty program.
-#[cfg(not(target_os = "none"))]
-fn main() {}
 
 #[cfg(target_os = "none")]
 mod guest {

@@ -9,11 +9,7 @@
 //! on the passed-through UART.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-#[cfg(target_os = "none")]
 guests::entry!(guest::main);
-
-#[cfg(not(target_os = "none"))]
-fn main() {}
 
 #[cfg(target_os = "none")]
 mod guest {

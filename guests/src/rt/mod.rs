@@ -24,18 +24,6 @@ pub const MAX_CPUS: usize = 8;
 /// Guest-physical RAM base of every VM (and of QEMU `virt`).
 pub const RAM_BASE: u64 = 0x4000_0000;
 
-/// Defines the guest's entry point: `entry!(path::to::main)` where
-/// `fn main(dtb: usize) -> !` receives the device tree address from x0.
-#[macro_export]
-macro_rules! entry {
-    ($main:path) => {
-        #[unsafe(no_mangle)]
-        extern "Rust" fn __guest_main(dtb: usize) -> ! {
-            let main: fn(usize) -> ! = $main;
-            main(dtb)
-        }
-    };
-}
 
 extern "Rust" {
     /// Defined by the binary through [`entry!`].
