@@ -657,6 +657,8 @@ fn empty_limits_refuse_everything_politely() {
 #[test]
 fn host_info_qemu_gicv3() {
     let h = host_info(QEMU_V3).unwrap();
+    // The board is chosen by it (platform::by_compatible).
+    assert_eq!(h.compatible, ["linux,dummy-virt"]);
     assert_eq!(h.ram, [Region::new(0x4000_0000, 0x4000_0000)]);
     assert_eq!(
         h.cpus.iter().map(|c| c.mpidr).collect::<Vec<_>>(),
@@ -833,6 +835,8 @@ fn uart_selection() {
         pl011(w, 0x904_0000, 8, &[]);
     });
     let h = host_info(&blob).unwrap();
+    // A root without `compatible`: an empty list, not an error.
+    assert!(h.compatible.is_empty());
     assert_eq!((h.uart.base, h.uart.spi), (0x904_0000, Some(8)));
     assert_eq!(h.uart.path, "/pl011@9040000");
 
@@ -1239,7 +1243,8 @@ fn corrupted_real_trees_never_panic() {
     }
 }
 
-static QEMU_V3_PASSTHROUGH: &[u8] = include_bytes!("../../testdata/qemu-virt-gicv3-passthrough.dtb");
+static QEMU_V3_PASSTHROUGH: &[u8] =
+    include_bytes!("../../testdata/qemu-virt-gicv3-passthrough.dtb");
 
 #[test]
 fn passthrough_rules() {
@@ -1254,7 +1259,9 @@ fn passthrough_rules() {
     assert_eq!(parsed.vms.len(), 1, "{:?}", parsed.errors);
     let vm = &parsed.vms[0];
     assert_eq!(vm.name, "domU0");
-    let [dev] = &vm.passthrough[..] else { panic!("{:?}", vm.passthrough) };
+    let [dev] = &vm.passthrough[..] else {
+        panic!("{:?}", vm.passthrough)
+    };
     assert_eq!(dev.path, "/pl011@9040000");
     assert_eq!(dev.regions, [Region::new(0x0904_0000, 0x1000)]);
     assert_eq!(dev.intids, [32 + 8]);
@@ -1264,13 +1271,19 @@ fn passthrough_rules() {
     let expect = [
         ("/chosen/domU1", "already passed through to domU0"),
         ("/chosen/domU2", "is the hypervisor's console"),
-        ("/chosen/domU3", "interrupt controllers cannot be passed through"),
+        (
+            "/chosen/domU3",
+            "interrupt controllers cannot be passed through",
+        ),
         ("/chosen/domU4", "no such node"),
         ("/chosen/domU5", "is RAM, not a device"),
     ];
     assert_eq!(problems.len(), expect.len(), "{problems:?}");
     for ((path, what), got) in expect.iter().zip(&problems) {
-        assert!(got.starts_with(path) && got.contains(what), "{got} should name {path} and say '{what}'");
+        assert!(
+            got.starts_with(path) && got.contains(what),
+            "{got} should name {path} and say '{what}'"
+        );
     }
 }
 
@@ -1281,7 +1294,10 @@ fn rejuvenate_interval_setting() {
             memory(w);
             cpus(w, 1);
             gicv3(w);
-            let props: Vec<(&str, Vec<u8>)> = v.iter().map(|v| ("blink,rejuvenate-interval-ms", v.clone())).collect();
+            let props: Vec<(&str, Vec<u8>)> = v
+                .iter()
+                .map(|v| ("blink,rejuvenate-interval-ms", v.clone()))
+                .collect();
             node(w, "chosen", &props, |_| {});
             pl011(w, 0x900_0000, 1, &[]);
         })
@@ -1291,7 +1307,12 @@ fn rejuvenate_interval_setting() {
     let h = host_info(&with(Some(5000u32.to_be_bytes().to_vec()))).unwrap();
     assert_eq!((h.rejuvenate_interval_ms, h.ignored.len()), (Some(5000), 0));
     // Too short, or not one u32: ignored with a message, the host still boots.
-    for bad in [vec![0, 0, 0, 10], vec![1, 2, 3], 5000u64.to_be_bytes().to_vec(), vec![]] {
+    for bad in [
+        vec![0, 0, 0, 10],
+        vec![1, 2, 3],
+        5000u64.to_be_bytes().to_vec(),
+        vec![],
+    ] {
         let h = host_info(&with(Some(bad.clone()))).unwrap();
         assert_eq!(h.rejuvenate_interval_ms, None, "{bad:?}");
         assert!(h.ignored[0].contains("rejuvenate-interval-ms"), "{bad:?}");
