@@ -216,6 +216,12 @@ pub struct VgicCpuState {
     pub lrs: [Option<u32>; crate::vgic::MAX_LRS],
     /// GICR_WAKER.ProcessorSleep.
     pub sleeping: bool,
+    /// GICv2: sources of each SGI pending for this vCPU (bit n = from
+    /// vCPU n; see [`crate::vgic::VgicCpu::sgi_sources`]). All 0 on GICv3.
+    /// Optional in the block (added in 1.0 after the first blocks were
+    /// written): absent, a pending SGI counts as sent by vCPU 0, which is
+    /// what the model without sources reported.
+    pub sgi_sources: [u8; crate::vgic::NR_SGIS],
 }
 
 /// The vGIC model of a VM (mirror of [`crate::vgic::Vgic`]).

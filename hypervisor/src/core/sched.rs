@@ -157,7 +157,7 @@ impl Cpu {
                 vg.sync_lrs(v.index, &mut |slot| {
                     let lr = g.read_lr(slot);
                     if lr.state == LrState::Invalid {
-                        g.write_lr(slot, vmm::vgic::Lr { state: LrState::Invalid, intid: 0, priority: 0, group1: false, hw: None, eoi_maint: false });
+                        g.write_lr(slot, vmm::vgic::Lr::default());
                     }
                     lr
                 });

@@ -7,8 +7,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::vgic_state::implied_sgi_sources;
 use crate::dtb::{Dtb, Node};
-use crate::vgic::{MAX_LRS, NR_PRIVATE, NR_SPIS};
+use crate::vgic::{MAX_LRS, NR_PRIVATE, NR_SGIS, NR_SPIS};
 use crate::vpl011::FIFO_DEPTH;
 
 use super::header::peek_header;
@@ -447,12 +448,17 @@ fn read_vgic(n: &N<'_, '_>, nr_vcpus: usize) -> R<VgicState> {
             .try_into()
             .map_err(|_| c.malformed("enabled", "wrong interrupt count"))?;
         let sleeping = c.flag("sleeping")?;
+        let sgi_sources = match c.exact_opt("sgi-sources", NR_SGIS, "expected one byte per SGI")? {
+            Some(v) => core::array::from_fn(|i| v[i]),
+            None => implied_sgi_sources(version, &private),
+        };
         cpus.push((
             index,
             VgicCpuState {
                 private,
                 lrs,
                 sleeping,
+                sgi_sources,
             },
         ));
     }

@@ -109,6 +109,7 @@ fn vgic_sample(version: GicVersion, vcpus: usize) -> VgicState {
                 group1: true,
                 hw: None,
                 eoi_maint: false,
+                source: 0,
             }
         });
     }
@@ -413,6 +414,7 @@ fn vgic_conversion_refuses_inconsistent_state() {
         ("in-lr", |s| s.spis[50].in_lr = true),
         ("hw", |s| s.spis[0].hw = Some(1020)),
         ("hw", |s| s.cpus[1].private[27].hw = Some(3)),
+        ("sgi-sources", |s| s.cpus[0].sgi_sources[1] = 1), // none on GICv3
     ];
     for (prop, f) in cases {
         let mut s = good.clone();
@@ -422,6 +424,93 @@ fn vgic_conversion_refuses_inconsistent_state() {
             other => panic!("{prop}: {other:?}"),
         }
     }
+    // GICv2: an SGI is pending exactly when it has a source, and sources
+    // are vCPUs of the VM (2 here).
+    let good = vgic_sample(GicVersion::V2, 2);
+    assert!(good.cpus[0].private[3].pending);
+    let cases: Vec<Break> = vec![
+        |s| s.cpus[0].sgi_sources[3] = 0,
+        |s| s.cpus[0].sgi_sources[5] = 1,
+        |s| s.cpus[0].sgi_sources[3] = 0b101,
+    ];
+    for f in cases {
+        let mut s = good.clone();
+        f(&mut s);
+        match Vgic::try_from(&s) {
+            Err(HandoffError::OutOfRange { prop, .. }) => assert_eq!(prop, "sgi-sources"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// GICv2 SGIs pending per source travel in the optional `sgi-sources`,
+/// written only when it says more than its absence: blocks whose SGIs all
+/// come from vCPU 0 (all blocks before sources were tracked, every GICv3
+/// block) are byte for byte what they were, and a block without it (an
+/// older image's) reads with every pending SGI sent by vCPU 0.
+#[test]
+fn v2_sgi_sources_are_an_optional_property() {
+    for version in [GicVersion::V3, GicVersion::V2] {
+        let t = to_tree(&encode(&sample(version), MINOR).unwrap());
+        let mut props = Vec::new();
+        t.all_props("/", &mut props);
+        assert!(props.iter().all(|(_, p)| p != "sgi-sources"), "{version:?}");
+    }
+    // vCPU 1 sends SGI 3 to vCPU 0, which has it pending from vCPU 0
+    // already (the sample injected it).
+    let mut h = sample(GicVersion::V2);
+    let mut g = Vgic::try_from(&h.vms[0].vgic).unwrap();
+    g.dist_write(1, 0xf00, 4, (1 << 16) | 3);
+    h.vms[0].vgic = VgicState::from(&g);
+    assert_eq!(h.vms[0].vgic.cpus[0].sgi_sources[3], 0b11);
+    let b = encode(&h, MINOR).unwrap();
+    let mut t = to_tree(&b);
+    // SGIs 1 and 2 sit in list registers, their sources with them.
+    let mut want = vec![0u8; 16];
+    want[3] = 0b11;
+    let cpu0 = t.at("/vm@1/vgic/cpu@0");
+    assert_eq!(
+        cpu0.props
+            .iter()
+            .find(|(k, _)| k == "sgi-sources")
+            .map(|(_, v)| v.clone()),
+        Some(want)
+    );
+    assert!(
+        !t.at("/vm@1/vgic/cpu@1")
+            .props
+            .iter()
+            .any(|(k, _)| k == "sgi-sources"),
+        "vCPU 1's are what their absence says"
+    );
+    let got = decode(&b, &limits()).unwrap();
+    assert_eq!(got, h);
+    assert_eq!(encode(&got, MINOR).unwrap(), b, "canonical");
+    // The restored model delivers vCPU 0's copy first and asks to hear
+    // when it is done, for vCPU 1's.
+    let mut r = Vgic::try_from(&got.vms[0].vgic).unwrap();
+    let mut out = Vec::new();
+    r.fill_lrs(0, &mut out);
+    let sgi3 = out
+        .iter()
+        .find(|(_, lr)| lr.intid == 3)
+        .expect("SGI 3 placed")
+        .1;
+    assert_eq!((sgi3.source, sgi3.eoi_maint), (0, true));
+    assert_eq!(r.cpus[0].sgi_sources[3], 0b10);
+
+    // An older image's block: no property, every pending SGI from vCPU 0.
+    t.at("/vm@1/vgic/cpu@0").remove("sgi-sources");
+    let old = decode(&from_tree(&t, 1, 0), &limits()).unwrap();
+    let mut implied = h.clone();
+    implied.vms[0].vgic.cpus[0].sgi_sources[3] = 0b01;
+    assert_eq!(old, implied);
+    // Wrong length: malformed.
+    t.at("/vm@1/vgic/cpu@0").set("sgi-sources", &[1; 15]);
+    assert!(matches!(
+        decode(&from_tree(&t, 1, 0), &limits()),
+        Err(HandoffError::Malformed { .. })
+    ));
 }
 
 #[test]

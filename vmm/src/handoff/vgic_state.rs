@@ -5,9 +5,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{
-    HandoffError, IrqState, VgicCpuState, VgicState, HW_INTID_END, HW_INTID_MIN, MAX_VCPUS,
+    GicVersion, HandoffError, IrqState, VgicCpuState, VgicState, HW_INTID_END, HW_INTID_MIN,
+    MAX_VCPUS,
 };
-use crate::vgic::{Irq, Vgic, MAX_LRS, NR_PRIVATE, NR_SPIS};
+use crate::vgic::{Irq, Vgic, MAX_LRS, NR_PRIVATE, NR_SGIS, NR_SPIS};
 
 impl From<&Irq> for IrqState {
     fn from(i: &Irq) -> Self {
@@ -59,6 +60,7 @@ impl From<&Vgic> for VgicState {
                     private: c.private.map(|i| IrqState::from(&i)),
                     lrs: c.lrs,
                     sleeping: c.sleeping,
+                    sgi_sources: c.sgi_sources,
                 })
                 .collect(),
         }
@@ -85,10 +87,22 @@ impl TryFrom<&VgicState> for Vgic {
             c.private = sc.private.map(|i| Irq::from(&i));
             c.lrs = sc.lrs;
             c.sleeping = sc.sleeping;
+            c.sgi_sources = sc.sgi_sources;
         }
         v.needs_fill = (1u64 << s.cpus.len()) - 1;
         Ok(v)
     }
+}
+
+/// The SGI sources a block without `sgi-sources` stands for: on GICv2 a
+/// pending SGI was sent by vCPU 0 (the model before it tracked sources
+/// reported CPUID 0 for every SGI), none on GICv3. The writer leaves the
+/// property out when the sources are exactly these, so blocks without
+/// per-source state are unchanged.
+pub(crate) fn implied_sgi_sources(version: GicVersion, private: &[IrqState]) -> [u8; NR_SGIS] {
+    core::array::from_fn(|i| {
+        (version == GicVersion::V2 && private.get(i).is_some_and(|p| p.pending)) as u8
+    })
 }
 
 /// The interrupt `intid` as seen from vCPU `cpu`.
@@ -148,6 +162,23 @@ pub(crate) fn validate(s: &VgicState) -> Result<(), (&'static str, &'static str)
                 return Err((
                     "in-lr",
                     "an interrupt marked in-lr is not in exactly one list register",
+                ));
+            }
+        }
+    }
+    // GICv2 SGI sources: only vCPUs of the VM, and pending exactly when
+    // some source is (the model keeps the two together); none on GICv3.
+    let vcpus = (1u16 << s.cpus.len()) - 1;
+    for cpu in &s.cpus {
+        for (src, p) in cpu.sgi_sources.iter().zip(&cpu.private) {
+            let ok = match s.version {
+                GicVersion::V2 => u16::from(*src) & !vcpus == 0 && (*src != 0) == p.pending,
+                GicVersion::V3 => *src == 0,
+            };
+            if !ok {
+                return Err((
+                    "sgi-sources",
+                    "SGI sources must be vCPUs of the VM, set exactly for pending GICv2 SGIs",
                 ));
             }
         }

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use crate::fdt_writer::{FdtWriteError, FdtWriter};
 
 use super::header::wrap;
+use super::vgic_state::implied_sgi_sources;
 use super::{
     check_semantics, GicVersion, Handoff, HandoffError, IrqState, PassthroughState, PowerState,
     VcpuState, VgicState, VmState, MAJOR,
@@ -235,6 +236,12 @@ fn write_vgic(w: &mut W, g: &VgicState) -> Result<(), FdtWriteError> {
         }
         let lrs: Vec<u32> = c.lrs.iter().map(|l| l.unwrap_or(u32::MAX)).collect();
         w.property_array_u32("lrs", &lrs)?;
+        // Only when it says more than its absence would (see
+        // `implied_sgi_sources`): blocks without per-source state stay as
+        // they were.
+        if c.sgi_sources != implied_sgi_sources(g.version, &c.private) {
+            w.property("sgi-sources", &c.sgi_sources)?;
+        }
         write_irqs(w, &c.private)?;
         w.end_node(cn)?;
     }
