@@ -1,24 +1,46 @@
 //! blink: an EL2 hypervisor for maintenance without downtime.
 //!
-//! `arch` is the AArch64 EL2 layer (boot, vectors, MMU, GIC, contexts),
-//! `core` the hypervisor proper (VMs, vCPUs, run loop, exits, console),
-//! `drivers` the few devices the hypervisor drives itself. Portable logic
-//! (decoding, emulation models, configuration) lives in the `vmm` crate.
+//! The folders are layers; each imports only the ones below it (see
+//! docs/architecture.md, and `../shared/tools/check-layers` to check it):
+//!
+//! - `arch` (AArch64 EL2: vectors, MMU, GIC, timers, contexts) and `drivers`
+//!   (the devices the hypervisor drives itself: UART, PSCI firmware);
+//! - `vcpu`: the mechanism: VMs, vCPUs and their lifecycle, the run loop,
+//!   exit and interrupt dispatch;
+//! - `services` (console, shell, the control verbs) and `reload` (the warm
+//!   reload, old image's side and new image's side).
+//!
+//! This file and the others at the top (`boot`, `upcalls`, `heap`) are the
+//! composition root: the init order, the wiring of the layers, the panic
+//! handler. Portable logic (decoding, emulation models, configuration,
+//! handoff format) lives in the host-tested `vmm` crate.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-/// Print a hypervisor line on the console: `[hv] ` + text.
+/// Print a hypervisor line on the console: `[hv] ` + text. It goes through
+/// the `log` facade (level Info prints without a tag), so that every layer
+/// can print without importing the console above it.
 macro_rules! hvprintln {
     ($($arg:tt)*) => {
-        $crate::core::console::write_fmt(format_args!("[hv] {}\n", format_args!($($arg)*)))
+        ::log::info!($($arg)*)
     };
 }
 
-mod core;
 mod arch;
+mod board;
+mod boot;
 mod drivers;
+mod heap;
+mod reload;
+mod services;
+mod upcalls;
+mod vcpu;
+
+/// This build's version string, as written into image slot headers and the
+/// handoff block (`BLINK_BUILD_TAG` at build time adds a suffix).
+pub const VERSION: &str = concat!("blink ", env!("BLINK_VERSION"));
 
 use ::core::panic::PanicInfo;
 
@@ -26,10 +48,10 @@ use ::core::panic::PanicInfo;
 fn panic(info: &PanicInfo) -> ! {
     use ::core::fmt::Write;
     let _ = write!(
-        crate::core::console::EmergencyWriter,
+        drivers::uart::EmergencyWriter,
         "\r\n[hv] PANIC on cpu {}: {}\r\n",
         arch::aarch64::sysreg::cpu_index(),
         info
     );
-    crate::core::boot::halt()
+    boot::halt()
 }

@@ -273,7 +273,13 @@ impl ConsoleMux {
     pub fn restore_pending(&mut self, vm: usize, bytes: &[u8]) {
         if let Some(v) = self.vms.get_mut(vm) {
             let room = LINE_MAX.saturating_sub(v.line.len());
-            v.line.extend(bytes.iter().copied().filter(|&b| b != b'\r' && b != b'\n').take(room));
+            v.line.extend(
+                bytes
+                    .iter()
+                    .copied()
+                    .filter(|&b| b != b'\r' && b != b'\n')
+                    .take(room),
+            );
         }
     }
 

@@ -62,7 +62,9 @@ mod tests {
 
     #[test]
     fn matches_crc32fast_at_every_alignment_and_length() {
-        let data: alloc::vec::Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: alloc::vec::Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for start in 0..16 {
             for len in [0, 1, 7, 8, 9, 63, 64, 65, 1000, 4000] {
                 let s = &data[start..start + len];

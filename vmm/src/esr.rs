@@ -104,7 +104,11 @@ impl SysRegAccess {
 }
 
 pub const fn sysreg_id(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> u32 {
-    ((op0 as u32) << 14) | ((op1 as u32) << 11) | ((crn as u32) << 7) | ((crm as u32) << 3) | op2 as u32
+    ((op0 as u32) << 14)
+        | ((op1 as u32) << 11)
+        | ((crn as u32) << 7)
+        | ((crm as u32) << 3)
+        | op2 as u32
 }
 
 /// What a guest exit is, decoded from ESR_EL2.
@@ -116,9 +120,15 @@ pub enum Exit {
     Smc(u16),
     SysReg(SysRegAccess),
     DataAbort(DataAbort),
-    InstructionAbort { fsc: u8, s1ptw: bool },
+    InstructionAbort {
+        fsc: u8,
+        s1ptw: bool,
+    },
     /// Anything else: reported and contained.
-    Other { ec: u8, iss: u32 },
+    Other {
+        ec: u8,
+        iss: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +254,10 @@ mod tests {
         let iss = (3 << 20) | (1 << 17) | (3 << 14) | (14 << 10) | (5 << 5) | (2 << 1) | 1;
         match esr(ec::SYSREG, true, iss).decode() {
             Exit::SysReg(s) => {
-                assert_eq!((s.op0, s.op1, s.crn, s.crm, s.op2, s.reg, s.read), (3, 3, 14, 2, 1, 5, true));
+                assert_eq!(
+                    (s.op0, s.op1, s.crn, s.crm, s.op2, s.reg, s.read),
+                    (3, 3, 14, 2, 1, 5, true)
+                );
                 assert_eq!(s.id(), sysreg_id(3, 3, 14, 2, 1));
             }
             other => panic!("{other:?}"),
@@ -253,13 +266,22 @@ mod tests {
 
     #[test]
     fn unknown_classes_are_other() {
-        assert_eq!(esr(0x3f, true, 5).decode(), Exit::Other { ec: 0x3f, iss: 5 });
+        assert_eq!(
+            esr(0x3f, true, 5).decode(),
+            Exit::Other { ec: 0x3f, iss: 5 }
+        );
         assert_eq!(ec_name(0x3f), "other");
     }
 
     #[test]
     fn ipa_from_hpfar() {
-        assert_eq!(fault_ipa(0x0900_0000 >> 8, 0xffff_0000_0000_0018), 0x0900_0018);
-        assert_eq!(fault_ipa((0x1_0000_0000u64 >> 12) << 4, 0x123), 0x1_0000_0123);
+        assert_eq!(
+            fault_ipa(0x0900_0000 >> 8, 0xffff_0000_0000_0018),
+            0x0900_0018
+        );
+        assert_eq!(
+            fault_ipa((0x1_0000_0000u64 >> 12) << 4, 0x123),
+            0x1_0000_0123
+        );
     }
 }

@@ -96,9 +96,17 @@ impl FdtWriter {
 
     /// `name` is `""` for the root (and only there), else `base[@unit]`.
     pub fn begin_node(&mut self, name: &str) -> Result<Node> {
-        let ok = if self.depth == 0 { name.is_empty() && self.structs.is_empty() } else { node_name_ok(name) };
+        let ok = if self.depth == 0 {
+            name.is_empty() && self.structs.is_empty()
+        } else {
+            node_name_ok(name)
+        };
         if !ok {
-            return Err(if self.depth == 0 { FdtWriteError::Structure } else { FdtWriteError::BadNodeName });
+            return Err(if self.depth == 0 {
+                FdtWriteError::Structure
+            } else {
+                FdtWriteError::BadNodeName
+            });
         }
         if self.depth >= MAX_DEPTH {
             return Err(FdtWriteError::Structure);
@@ -133,7 +141,9 @@ impl FdtWriter {
                 slot => {
                     let off = (slot - 1) as usize;
                     let end = off + name.len();
-                    if self.strings.get(off..end) == Some(name.as_bytes()) && self.strings.get(end) == Some(&0) {
+                    if self.strings.get(off..end) == Some(name.as_bytes())
+                        && self.strings.get(end) == Some(&0)
+                    {
                         return Ok(slot - 1);
                     }
                     i = (i + 1) & mask;
@@ -157,7 +167,10 @@ impl FdtWriter {
         let mask = self.names.len() - 1;
         for slot in old.into_iter().filter(|&s| s != 0) {
             let off = (slot - 1) as usize;
-            let len = self.strings[off..].iter().position(|&b| b == 0).unwrap_or(0);
+            let len = self.strings[off..]
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(0);
             let mut i = fnv1a(&self.strings[off..off + len]) as usize & mask;
             while self.names[i] != 0 {
                 i = (i + 1) & mask;
@@ -264,12 +277,16 @@ impl FdtWriter {
 }
 
 fn fnv1a(b: &[u8]) -> u32 {
-    b.iter().fold(0x811c_9dc5u32, |h, &c| (h ^ u32::from(c)).wrapping_mul(0x0100_0193))
+    b.iter().fold(0x811c_9dc5u32, |h, &c| {
+        (h ^ u32::from(c)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn prop_name_ok(name: &str) -> bool {
     (1..=31).contains(&name.len())
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b",._+?#-".contains(&c))
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b",._+?#-".contains(&c))
 }
 
 /// `base[@unit]`: base 1-31 of `0-9 a-z A-Z , . _ + -`, unit of the same
@@ -279,8 +296,13 @@ fn node_name_ok(name: &str) -> bool {
         Some((b, u)) => (b, Some(u)),
         None => (name, None),
     };
-    let chars_ok = |s: &str| s.bytes().all(|c| c.is_ascii_alphanumeric() || b",._+-".contains(&c));
-    (1..=31).contains(&base.len()) && chars_ok(base) && unit.is_none_or(|u| !u.is_empty() && chars_ok(u))
+    let chars_ok = |s: &str| {
+        s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b",._+-".contains(&c))
+    };
+    (1..=31).contains(&base.len())
+        && chars_ok(base)
+        && unit.is_none_or(|u| !u.is_empty() && chars_ok(u))
 }
 
 #[cfg(test)]
@@ -396,8 +418,14 @@ mod tests {
         assert_eq!(w.begin_node("a b").err(), Some(FdtWriteError::BadNodeName));
         assert_eq!(w.begin_node("a@").err(), Some(FdtWriteError::BadNodeName));
         assert_eq!(w.property_u32("", 1), Err(FdtWriteError::BadPropertyName));
-        assert_eq!(w.property_u32(&"p".repeat(32), 1), Err(FdtWriteError::BadPropertyName));
-        assert_eq!(w.property_string("s", "a\0b"), Err(FdtWriteError::Structure));
+        assert_eq!(
+            w.property_u32(&"p".repeat(32), 1),
+            Err(FdtWriteError::BadPropertyName)
+        );
+        assert_eq!(
+            w.property_string("s", "a\0b"),
+            Err(FdtWriteError::Structure)
+        );
         let child = w.begin_node("child@1").unwrap();
         assert_eq!(w.end_node(root), Err(FdtWriteError::Structure));
         w.end_node(child).unwrap();
@@ -406,6 +434,9 @@ mod tests {
         let mut open = FdtWriter::new();
         let _root = open.begin_node("").unwrap();
         assert_eq!(open.finish().err(), Some(FdtWriteError::Structure));
-        assert_eq!(FdtWriter::new().finish().err(), Some(FdtWriteError::Structure));
+        assert_eq!(
+            FdtWriter::new().finish().err(),
+            Some(FdtWriteError::Structure)
+        );
     }
 }

@@ -179,15 +179,24 @@ pub fn build(p: &GuestFdtParams<'_>) -> Result<Vec<u8>, Error> {
     w.end_node(uart)?;
 
     for dev in p.devices {
-        let Some(first) = dev.regions.first() else { continue };
-        let node = w.begin_node(&format_node(dev.name.split('@').next().unwrap_or("device"), first.base))?;
+        let Some(first) = dev.regions.first() else {
+            continue;
+        };
+        let node = w.begin_node(&format_node(
+            dev.name.split('@').next().unwrap_or("device"),
+            first.base,
+        ))?;
         if !dev.compatible.is_empty() {
             w.property("compatible", &dev.compatible)?;
         }
         let reg: Vec<u64> = dev.regions.iter().flat_map(|r| [r.base, r.size]).collect();
         w.property_array_u64("reg", &reg)?;
         if !dev.intids.is_empty() {
-            let ints: Vec<u32> = dev.intids.iter().flat_map(|&i| [GIC_SPI, i - 32, IRQ_TYPE_LEVEL_HIGH]).collect();
+            let ints: Vec<u32> = dev
+                .intids
+                .iter()
+                .flat_map(|&i| [GIC_SPI, i - 32, IRQ_TYPE_LEVEL_HIGH])
+                .collect();
             w.property_array_u32("interrupts", &ints)?;
         }
         if dev.has_clocks {
@@ -490,8 +499,15 @@ mod passthrough_tests {
         let node = dt.find("/pl011@9040000").expect("device node");
         assert!(node.is_compatible("arm,pl011"));
         assert_eq!(node.reg().unwrap().unwrap(), [(0x0904_0000, 0x1000)]);
-        let ints: alloc::vec::Vec<u32> = crate::dtb::cells(node.prop("interrupts").unwrap()).unwrap().collect();
+        let ints: alloc::vec::Vec<u32> = crate::dtb::cells(node.prop("interrupts").unwrap())
+            .unwrap()
+            .collect();
         assert_eq!(ints, [0, 8, 4]);
-        assert_eq!(crate::dtb::cells(node.prop("clocks").unwrap()).unwrap().collect::<alloc::vec::Vec<_>>(), [2, 2]);
+        assert_eq!(
+            crate::dtb::cells(node.prop("clocks").unwrap())
+                .unwrap()
+                .collect::<alloc::vec::Vec<_>>(),
+            [2, 2]
+        );
     }
 }

@@ -82,14 +82,32 @@ pub enum SlotError {
     /// The board name is missing or not NUL-padded UTF-8.
     BadBoard,
     /// Built for another board.
-    WrongBoard { image: String, this: &'static str },
-    TooLarge { image_len: u64, room: u64 },
-    ImageCrc { expected: u32, actual: u32 },
+    WrongBoard {
+        image: String,
+        this: &'static str,
+    },
+    TooLarge {
+        image_len: u64,
+        room: u64,
+    },
+    ImageCrc {
+        expected: u32,
+        actual: u32,
+    },
     NotArm64Image,
-    TextOffset { image: u64, board: u64 },
-    ImageSize { image: u64, max: u64 },
+    TextOffset {
+        image: u64,
+        board: u64,
+    },
+    ImageSize {
+        image: u64,
+        max: u64,
+    },
     /// `image_size` in the arm64 header smaller than the image itself.
-    ImageSizeBelowFile { image: u64, file: u64 },
+    ImageSizeBelowFile {
+        image: u64,
+        file: u64,
+    },
 }
 
 impl fmt::Display for SlotError {
@@ -102,22 +120,39 @@ impl fmt::Display for SlotError {
             SlotError::HeaderCrc => write!(f, "header checksum mismatch"),
             SlotError::BadVersion => write!(f, "version string is not NUL-padded UTF-8"),
             SlotError::BadBoard => write!(f, "board name missing or not NUL-padded UTF-8"),
-            SlotError::WrongBoard { image, this } => write!(f, "image built for board '{image}', this is '{this}'"),
+            SlotError::WrongBoard { image, this } => {
+                write!(f, "image built for board '{image}', this is '{this}'")
+            }
             SlotError::TooLarge { image_len, room } => {
-                write!(f, "image of {image_len} bytes does not fit the slot ({room} bytes)")
+                write!(
+                    f,
+                    "image of {image_len} bytes does not fit the slot ({room} bytes)"
+                )
             }
             SlotError::ImageCrc { expected, actual } => {
-                write!(f, "image checksum mismatch (header {expected:#010x}, image {actual:#010x})")
+                write!(
+                    f,
+                    "image checksum mismatch (header {expected:#010x}, image {actual:#010x})"
+                )
             }
             SlotError::NotArm64Image => write!(f, "not an arm64 Image (no ARM\\x64 magic)"),
             SlotError::TextOffset { image, board } => {
-                write!(f, "image text_offset {image:#x}, this board needs {board:#x}")
+                write!(
+                    f,
+                    "image text_offset {image:#x}, this board needs {board:#x}"
+                )
             }
             SlotError::ImageSize { image, max } => {
-                write!(f, "image needs {image:#x} bytes of memory, at most {max:#x} are free")
+                write!(
+                    f,
+                    "image needs {image:#x} bytes of memory, at most {max:#x} are free"
+                )
             }
             SlotError::ImageSizeBelowFile { image, file } => {
-                write!(f, "image header says {image:#x} bytes, smaller than the image ({file:#x} bytes)")
+                write!(
+                    f,
+                    "image header says {image:#x} bytes, smaller than the image ({file:#x} bytes)"
+                )
             }
         }
     }
@@ -212,7 +247,8 @@ pub fn read_header(slot: &[u8]) -> Result<SlotImage, SlotError> {
     if image_len == 0 || image_len > room {
         return Err(SlotError::TooLarge { image_len, room });
     }
-    let version = get_str(&fixed[VERSION_OFF..VERSION_OFF + MAX_VERSION_LEN]).ok_or(SlotError::BadVersion)?;
+    let version =
+        get_str(&fixed[VERSION_OFF..VERSION_OFF + MAX_VERSION_LEN]).ok_or(SlotError::BadVersion)?;
     let board = get_str(&fixed[BOARD_OFF..BOARD_OFF + MAX_BOARD_LEN])
         .filter(|b| !b.is_empty())
         .ok_or(SlotError::BadBoard)?;
@@ -229,12 +265,18 @@ pub fn read_header(slot: &[u8]) -> Result<SlotImage, SlotError> {
 pub fn verify(slot: &[u8], rules: &ImageRules) -> Result<SlotImage, SlotError> {
     let s = read_header(slot)?;
     if s.board != rules.board {
-        return Err(SlotError::WrongBoard { image: s.board, this: rules.board });
+        return Err(SlotError::WrongBoard {
+            image: s.board,
+            this: rules.board,
+        });
     }
     let image = &slot[HEADER_SIZE..HEADER_SIZE + s.image_len as usize];
     let actual = crate::crc32::hash(image);
     if actual != s.image_crc {
-        return Err(SlotError::ImageCrc { expected: s.image_crc, actual });
+        return Err(SlotError::ImageCrc {
+            expected: s.image_crc,
+            actual,
+        });
     }
     check_arm64_image(image, rules)?;
     Ok(s)
@@ -249,14 +291,23 @@ pub fn check_arm64_image(image: &[u8], rules: &ImageRules) -> Result<(), SlotErr
     let text_offset = le64(image, 8);
     let board = rules.load_address & 0x1f_ffff;
     if text_offset != board {
-        return Err(SlotError::TextOffset { image: text_offset, board });
+        return Err(SlotError::TextOffset {
+            image: text_offset,
+            board,
+        });
     }
     let size = le64(image, 16);
     if size == 0 || size > rules.max_image_size {
-        return Err(SlotError::ImageSize { image: size, max: rules.max_image_size });
+        return Err(SlotError::ImageSize {
+            image: size,
+            max: rules.max_image_size,
+        });
     }
     if size < image.len() as u64 {
-        return Err(SlotError::ImageSizeBelowFile { image: size, file: image.len() as u64 });
+        return Err(SlotError::ImageSizeBelowFile {
+            image: size,
+            file: image.len() as u64,
+        });
     }
     Ok(())
 }
@@ -265,7 +316,11 @@ pub fn check_arm64_image(image: &[u8], rules: &ImageRules) -> Result<(), SlotErr
 mod tests {
     use super::*;
 
-    const RULES: ImageRules = ImageRules { board: "qemu-virt", load_address: 0x4008_0000, max_image_size: 0x2f8_0000 };
+    const RULES: ImageRules = ImageRules {
+        board: "qemu-virt",
+        load_address: 0x4008_0000,
+        max_image_size: 0x2f8_0000,
+    };
 
     fn image(len: usize) -> Vec<u8> {
         let mut i: Vec<u8> = (0..len).map(|x| (x * 7 + 3) as u8).collect();
@@ -301,7 +356,10 @@ mod tests {
         let mut s = good.clone();
         s[HEADER_SIZE + 100] ^= 1;
         assert!(read_header(&s).is_ok());
-        assert!(matches!(verify(&s, &RULES), Err(SlotError::ImageCrc { .. })));
+        assert!(matches!(
+            verify(&s, &RULES),
+            Err(SlotError::ImageCrc { .. })
+        ));
         // A flipped header byte anywhere in the checked part.
         for off in [9, 13, 17, 25, 40, 100] {
             let mut s = good.clone();
@@ -314,16 +372,28 @@ mod tests {
     fn image_must_fit_and_suit_the_board() {
         let img = image(5000);
         let small = package("v", "qemu-virt", &img);
-        assert!(matches!(read_header(&small[..HEADER_SIZE + 100]), Err(SlotError::TooLarge { .. })));
+        assert!(matches!(
+            read_header(&small[..HEADER_SIZE + 100]),
+            Err(SlotError::TooLarge { .. })
+        ));
         let mut bad = img.clone();
         bad[56] = b'X';
-        assert_eq!(verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES), Err(SlotError::NotArm64Image));
+        assert_eq!(
+            verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES),
+            Err(SlotError::NotArm64Image)
+        );
         let mut bad = img.clone();
         bad[8..16].copy_from_slice(&0u64.to_le_bytes());
-        assert!(matches!(verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES), Err(SlotError::TextOffset { .. })));
+        assert!(matches!(
+            verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES),
+            Err(SlotError::TextOffset { .. })
+        ));
         let mut bad = img.clone();
         bad[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES), Err(SlotError::ImageSize { .. })));
+        assert!(matches!(
+            verify(&slot_with(&package("v", "qemu-virt", &bad)), &RULES),
+            Err(SlotError::ImageSize { .. })
+        ));
         let mut bad = img;
         bad[16..24].copy_from_slice(&100u64.to_le_bytes());
         assert!(matches!(
@@ -339,10 +409,16 @@ mod tests {
         assert_eq!(read_header(&s).unwrap().board, "raspi4b");
         assert_eq!(
             verify(&s, &RULES),
-            Err(SlotError::WrongBoard { image: String::from("raspi4b"), this: "qemu-virt" })
+            Err(SlotError::WrongBoard {
+                image: String::from("raspi4b"),
+                this: "qemu-virt"
+            })
         );
         // No board named (as format 1 wrote the field): refused.
-        assert_eq!(read_header(&slot_with(&package("v", "", &img))), Err(SlotError::BadBoard));
+        assert_eq!(
+            read_header(&slot_with(&package("v", "", &img))),
+            Err(SlotError::BadBoard)
+        );
         // A format-1 header (valid checksum) is an unknown format.
         let mut old = slot_with(&package("v", "", &img));
         old[8..12].copy_from_slice(&1u32.to_le_bytes());
@@ -381,7 +457,13 @@ mod tests {
             s[HEADER_CRC_OFF..HEADER_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
             match read_header(&s) {
                 Ok(h) => assert!(HEADER_SIZE as u64 + h.image_len <= s.len() as u64),
-                Err(e) => assert!(matches!(e, SlotError::TooLarge { .. } | SlotError::BadVersion | SlotError::BadBoard), "{e:?}"),
+                Err(e) => assert!(
+                    matches!(
+                        e,
+                        SlotError::TooLarge { .. } | SlotError::BadVersion | SlotError::BadBoard
+                    ),
+                    "{e:?}"
+                ),
             }
             let _ = verify(&s, &RULES);
         }

@@ -66,12 +66,21 @@ mod tests {
     use super::*;
 
     fn state(pstate: u64) -> El1ExceptionState {
-        El1ExceptionState { pc: 0x4008_1234, pstate, vbar_el1: 0x4009_0000, far_el1: 7, ..Default::default() }
+        El1ExceptionState {
+            pc: 0x4008_1234,
+            pstate,
+            vbar_el1: 0x4009_0000,
+            far_el1: 7,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn data_abort_from_el1h_goes_to_current_el_spx_vector() {
-        let out = inject(&state(M_EL1H | DAIF), Injected::DataAbort { far: 0x1_0000_0000 });
+        let out = inject(
+            &state(M_EL1H | DAIF),
+            Injected::DataAbort { far: 0x1_0000_0000 },
+        );
         assert_eq!(out.pc, 0x4009_0200);
         assert_eq!(out.elr_el1, 0x4008_1234);
         assert_eq!(out.spsr_el1, M_EL1H | DAIF);

@@ -7,19 +7,19 @@
 
 extern crate alloc;
 
+pub mod config;
+pub mod console;
+pub mod crc32;
+pub mod dtb;
 pub mod esr;
+pub mod fdt_writer;
+pub mod guest_fdt;
+pub mod handoff;
+pub mod image_slot;
 pub mod inject;
 pub mod layout;
+pub mod memory;
 pub mod psci;
 pub mod stage2;
 pub mod vgic;
-pub mod config;
-pub mod console;
-pub mod dtb;
-pub mod guest_fdt;
-pub mod memory;
 pub mod vpl011;
-pub mod handoff;
-pub mod image_slot;
-pub mod crc32;
-pub mod fdt_writer;

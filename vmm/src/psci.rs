@@ -2,7 +2,9 @@
 //! SMC that HCR_EL2.TSC traps). Dispatch is pure: the VM is reached through
 //! the [`PsciVm`] trait, so every call is tested on the host.
 use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_VERSION};
-use smccc::psci::error::{ALREADY_ON, INVALID_ADDRESS, INVALID_PARAMETERS, NOT_SUPPORTED, ON_PENDING};
+use smccc::psci::error::{
+    ALREADY_ON, INVALID_ADDRESS, INVALID_PARAMETERS, NOT_SUPPORTED, ON_PENDING,
+};
 use smccc::psci::*;
 
 /// PSCI version 1.0 (major 1, minor 0).
@@ -39,7 +41,11 @@ pub enum Action {
     /// Write this value to x0 and resume the caller.
     Return(u64),
     /// Power on `vcpu` at `entry` with x0 = `context`, then return 0 to the caller.
-    CpuOn { vcpu: usize, entry: u64, context: u64 },
+    CpuOn {
+        vcpu: usize,
+        entry: u64,
+        context: u64,
+    },
     /// Stop the calling vCPU (no return).
     CpuOff,
     /// CPU_SUSPEND: treat as a wait for interrupt, then return success.
@@ -70,7 +76,11 @@ pub fn dispatch(vm: &dyn PsciVm, fid: u64, args: [u64; 3]) -> Action {
                 PowerState::On => err(ALREADY_ON),
                 PowerState::OnPending => err(ON_PENDING),
                 PowerState::Off if !vm.is_ram(entry) => err(INVALID_ADDRESS),
-                PowerState::Off => Action::CpuOn { vcpu, entry, context },
+                PowerState::Off => Action::CpuOn {
+                    vcpu,
+                    entry,
+                    context,
+                },
             }
         }
         PSCI_CPU_OFF => Action::CpuOff,
@@ -93,9 +103,17 @@ pub fn dispatch(vm: &dyn PsciVm, fid: u64, args: [u64; 3]) -> Action {
         PSCI_SYSTEM_OFF => Action::SystemOff,
         PSCI_SYSTEM_RESET => Action::SystemReset,
         PSCI_FEATURES => Action::Return(match arg(0) as u32 {
-            PSCI_VERSION | PSCI_CPU_ON_32 | PSCI_CPU_ON_64 | PSCI_CPU_OFF | PSCI_AFFINITY_INFO_32
-            | PSCI_AFFINITY_INFO_64 | PSCI_MIGRATE_INFO_TYPE | PSCI_SYSTEM_OFF | PSCI_SYSTEM_RESET
-            | PSCI_FEATURES | SMCCC_VERSION => 0,
+            PSCI_VERSION
+            | PSCI_CPU_ON_32
+            | PSCI_CPU_ON_64
+            | PSCI_CPU_OFF
+            | PSCI_AFFINITY_INFO_32
+            | PSCI_AFFINITY_INFO_64
+            | PSCI_MIGRATE_INFO_TYPE
+            | PSCI_SYSTEM_OFF
+            | PSCI_SYSTEM_RESET
+            | PSCI_FEATURES
+            | SMCCC_VERSION => 0,
             // Feature flags 0: original (non-extended) power_state format.
             PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => 0,
             _ => NOT_SUPPORTED as i64 as u64,
@@ -129,21 +147,38 @@ mod tests {
     }
 
     fn vm() -> Vm {
-        Vm { states: [PowerState::On, PowerState::Off, PowerState::OnPending, PowerState::Off] }
+        Vm {
+            states: [
+                PowerState::On,
+                PowerState::Off,
+                PowerState::OnPending,
+                PowerState::Off,
+            ],
+        }
     }
 
     const NEG: fn(i32) -> Action = err;
 
     #[test]
     fn version_is_1_0() {
-        assert_eq!(dispatch(&vm(), PSCI_VERSION as u64, [0; 3]), Action::Return(0x1_0000));
+        assert_eq!(
+            dispatch(&vm(), PSCI_VERSION as u64, [0; 3]),
+            Action::Return(0x1_0000)
+        );
     }
 
     #[test]
     fn cpu_on_cases() {
         let v = vm();
         let on = |t, e| dispatch(&v, PSCI_CPU_ON_64 as u64, [t, e, 0x55]);
-        assert_eq!(on(1, 0x4008_0000), Action::CpuOn { vcpu: 1, entry: 0x4008_0000, context: 0x55 });
+        assert_eq!(
+            on(1, 0x4008_0000),
+            Action::CpuOn {
+                vcpu: 1,
+                entry: 0x4008_0000,
+                context: 0x55
+            }
+        );
         assert_eq!(on(0, 0x4008_0000), NEG(ALREADY_ON));
         assert_eq!(on(2, 0x4008_0000), NEG(ON_PENDING));
         assert_eq!(on(7, 0x4008_0000), NEG(INVALID_PARAMETERS));
@@ -152,35 +187,80 @@ mod tests {
 
     #[test]
     fn cpu_on_32_truncates_arguments() {
-        let a = dispatch(&vm(), PSCI_CPU_ON_32 as u64, [0xffff_ffff_0000_0001, 0x1_4008_0000, 1]);
-        assert_eq!(a, Action::CpuOn { vcpu: 1, entry: 0x4008_0000, context: 1 });
+        let a = dispatch(
+            &vm(),
+            PSCI_CPU_ON_32 as u64,
+            [0xffff_ffff_0000_0001, 0x1_4008_0000, 1],
+        );
+        assert_eq!(
+            a,
+            Action::CpuOn {
+                vcpu: 1,
+                entry: 0x4008_0000,
+                context: 1
+            }
+        );
     }
 
     #[test]
     fn affinity_info() {
         let v = vm();
-        assert_eq!(dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [0, 0, 0]), Action::Return(AFF_ON));
-        assert_eq!(dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [1, 0, 0]), Action::Return(AFF_OFF));
-        assert_eq!(dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [2, 0, 0]), Action::Return(AFF_ON_PENDING));
-        assert_eq!(dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [9, 0, 0]), NEG(INVALID_PARAMETERS));
-        assert_eq!(dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [0, 1, 0]), NEG(INVALID_PARAMETERS));
+        assert_eq!(
+            dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [0, 0, 0]),
+            Action::Return(AFF_ON)
+        );
+        assert_eq!(
+            dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [1, 0, 0]),
+            Action::Return(AFF_OFF)
+        );
+        assert_eq!(
+            dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [2, 0, 0]),
+            Action::Return(AFF_ON_PENDING)
+        );
+        assert_eq!(
+            dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [9, 0, 0]),
+            NEG(INVALID_PARAMETERS)
+        );
+        assert_eq!(
+            dispatch(&v, PSCI_AFFINITY_INFO_64 as u64, [0, 1, 0]),
+            NEG(INVALID_PARAMETERS)
+        );
     }
 
     #[test]
     fn power_and_features() {
         let v = vm();
-        assert_eq!(dispatch(&v, PSCI_SYSTEM_OFF as u64, [0; 3]), Action::SystemOff);
-        assert_eq!(dispatch(&v, PSCI_SYSTEM_RESET as u64, [0; 3]), Action::SystemReset);
+        assert_eq!(
+            dispatch(&v, PSCI_SYSTEM_OFF as u64, [0; 3]),
+            Action::SystemOff
+        );
+        assert_eq!(
+            dispatch(&v, PSCI_SYSTEM_RESET as u64, [0; 3]),
+            Action::SystemReset
+        );
         assert_eq!(dispatch(&v, PSCI_CPU_OFF as u64, [0; 3]), Action::CpuOff);
-        assert_eq!(dispatch(&v, PSCI_FEATURES as u64, [PSCI_CPU_ON_64 as u64, 0, 0]), Action::Return(0));
-        assert_eq!(dispatch(&v, PSCI_FEATURES as u64, [PSCI_MEM_PROTECT as u64, 0, 0]), NEG(NOT_SUPPORTED));
-        assert_eq!(dispatch(&v, SMCCC_VERSION as u64, [0; 3]), Action::Return(0x1_0001));
+        assert_eq!(
+            dispatch(&v, PSCI_FEATURES as u64, [PSCI_CPU_ON_64 as u64, 0, 0]),
+            Action::Return(0)
+        );
+        assert_eq!(
+            dispatch(&v, PSCI_FEATURES as u64, [PSCI_MEM_PROTECT as u64, 0, 0]),
+            NEG(NOT_SUPPORTED)
+        );
+        assert_eq!(
+            dispatch(&v, SMCCC_VERSION as u64, [0; 3]),
+            Action::Return(0x1_0001)
+        );
     }
 
     #[test]
     fn unknown_functions_are_not_supported() {
         for fid in [0u64, 0x8400_00ff, 0xC200_0000, 0xdead_beef, u64::MAX] {
-            assert_eq!(dispatch(&vm(), fid, [1, 2, 3]), NEG(NOT_SUPPORTED), "fid {fid:#x}");
+            assert_eq!(
+                dispatch(&vm(), fid, [1, 2, 3]),
+                NEG(NOT_SUPPORTED),
+                "fid {fid:#x}"
+            );
         }
     }
 }

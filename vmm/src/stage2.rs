@@ -7,8 +7,8 @@
 //! The IPA space is 39 bits (VTCR_EL2.T0SZ = 25) with translation starting at
 //! level 1 (SL0 = 1): 512 GiB, far more than the guest layout uses.
 use aarch64_paging::descriptor::Stage2Attributes as A;
-use aarch64_paging::idmap::IdTranslation;
 use aarch64_paging::descriptor::{PhysicalAddress, VirtualAddress};
+use aarch64_paging::idmap::IdTranslation;
 use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2 as Regime};
 use aarch64_paging::{MapError, Mapping};
 
@@ -27,7 +27,9 @@ impl MemKind {
     fn attributes(self) -> A {
         let common = A::VALID | A::ACCESS_FLAG | A::S2AP_ACCESS_RW;
         match self {
-            MemKind::Ram => common | A::MEMATTR_NORMAL_INNER_WB | A::MEMATTR_NORMAL_OUTER_WB | A::SH_INNER,
+            MemKind::Ram => {
+                common | A::MEMATTR_NORMAL_INNER_WB | A::MEMATTR_NORMAL_OUTER_WB | A::SH_INNER
+            }
             MemKind::Device => common | A::MEMATTR_DEVICE_nGnRE | A::XN,
         }
     }
@@ -45,18 +47,27 @@ impl Default for Stage2Tables {
 
 impl Stage2Tables {
     pub fn new() -> Self {
-        Self { map: Mapping::new(IdTranslation::new(), ROOT_LEVEL, Regime) }
+        Self {
+            map: Mapping::new(IdTranslation::new(), ROOT_LEVEL, Regime),
+        }
     }
 
     /// Map `size` bytes at guest `ipa` to host `pa`. All three must be page
     /// aligned; the range must fit the 39-bit IPA space.
     pub fn map(&mut self, ipa: u64, pa: u64, size: u64, kind: MemKind) -> Result<(), MapError> {
-        let end = ipa.checked_add(size).ok_or(MapError::AddressRange(VirtualAddress(ipa as usize)))?;
+        let end = ipa
+            .checked_add(size)
+            .ok_or(MapError::AddressRange(VirtualAddress(ipa as usize)))?;
         if (ipa | pa | size) & 0xfff != 0 || end > 1 << IPA_BITS {
             return Err(MapError::AddressRange(VirtualAddress(ipa as usize)));
         }
         let region = MemoryRegion::new(ipa as usize, end as usize);
-        self.map.map_range(&region, PhysicalAddress(pa as usize), kind.attributes(), Constraints::empty())
+        self.map.map_range(
+            &region,
+            PhysicalAddress(pa as usize),
+            kind.attributes(),
+            Constraints::empty(),
+        )
     }
 
     /// Physical address of the root table, for VTTBR_EL2.BADDR.
@@ -106,7 +117,14 @@ pub fn vtcr(pa_range: u64) -> u64 {
     let sh0 = 3; // inner shareable
     let tg0 = 0; // 4 KiB
     let ps = pa_range.min(5); // at most 48-bit PA
-    (1 << 31) | (ps << 16) | (tg0 << 14) | (sh0 << 12) | (orgn0 << 10) | (irgn0 << 8) | (sl0 << 6) | t0sz
+    (1 << 31)
+        | (ps << 16)
+        | (tg0 << 14)
+        | (sh0 << 12)
+        | (orgn0 << 10)
+        | (irgn0 << 8)
+        | (sl0 << 6)
+        | t0sz
 }
 
 /// VTTBR_EL2 value: root table and 8-bit VMID.
@@ -124,18 +142,24 @@ mod tests {
     #[test]
     fn ram_uses_2mib_blocks_and_translates() {
         let mut s = Stage2Tables::new();
-        s.map(0x4000_0000, 0x5000_0000, 64 * MIB, MemKind::Ram).unwrap();
+        s.map(0x4000_0000, 0x5000_0000, 64 * MIB, MemKind::Ram)
+            .unwrap();
         assert_eq!(s.leaf_counts(0x4000_0000, 64 * MIB), [0, 32, 0]);
         assert_eq!(s.translate(0x4000_0000), Some(0x5000_0000));
         assert_eq!(s.translate(0x4123_4567), Some(0x5123_4567));
         assert_eq!(s.translate(0x4000_0000 + 64 * MIB), None);
-        assert_eq!(s.translate(0x0900_0000), None, "devices stay unmapped (trapped)");
+        assert_eq!(
+            s.translate(0x0900_0000),
+            None,
+            "devices stay unmapped (trapped)"
+        );
     }
 
     #[test]
     fn gib_aligned_ram_uses_1gib_blocks() {
         let mut s = Stage2Tables::new();
-        s.map(0x4000_0000, 0x1_0000_0000, 2 * GIB, MemKind::Ram).unwrap();
+        s.map(0x4000_0000, 0x1_0000_0000, 2 * GIB, MemKind::Ram)
+            .unwrap();
         assert_eq!(s.leaf_counts(0x4000_0000, 2 * GIB), [2, 0, 0]);
         assert_eq!(s.translate(0xbfff_fff8), Some(0x1_7fff_fff8));
     }
@@ -143,7 +167,8 @@ mod tests {
     #[test]
     fn device_page_maps_as_pages() {
         let mut s = Stage2Tables::new();
-        s.map(0x0801_0000, 0x0804_0000, 0x2000, MemKind::Device).unwrap();
+        s.map(0x0801_0000, 0x0804_0000, 0x2000, MemKind::Device)
+            .unwrap();
         assert_eq!(s.leaf_counts(0x0801_0000, 0x2000), [0, 0, 2]);
         assert_eq!(s.translate(0x0801_1004), Some(0x0804_1004));
     }
@@ -151,8 +176,12 @@ mod tests {
     #[test]
     fn misaligned_or_too_large_is_refused() {
         let mut s = Stage2Tables::new();
-        assert!(s.map(0x4000_0100, 0x5000_0000, 0x1000, MemKind::Ram).is_err());
-        assert!(s.map(0x4000_0000, 0x5000_0010, 0x1000, MemKind::Ram).is_err());
+        assert!(s
+            .map(0x4000_0100, 0x5000_0000, 0x1000, MemKind::Ram)
+            .is_err());
+        assert!(s
+            .map(0x4000_0000, 0x5000_0010, 0x1000, MemKind::Ram)
+            .is_err());
         assert!(s.map(1 << 39, 0, 0x1000, MemKind::Ram).is_err());
         assert!(s.map(u64::MAX - 0xfff, 0, 0x2000, MemKind::Ram).is_err());
     }

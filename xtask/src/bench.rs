@@ -16,13 +16,21 @@ use crate::{images, QemuRun, Scenario, VmSpec};
 pub fn exits() -> Result<()> {
     images::require_hypervisor_image()?;
     images::require_guest_image("bench")?;
-    let ops = ["hvc_roundtrip", "mmio_read", "virq_injection", "loop_baseline"];
+    let ops = [
+        "hvc_roundtrip",
+        "mmio_read",
+        "virq_injection",
+        "loop_baseline",
+    ];
     // (gic, icount) -> op -> ns per op
     let mut results: BTreeMap<(u32, bool), BTreeMap<String, f64>> = BTreeMap::new();
-    let line = Regex::new(r"\[domU0\] bench: (\w+) ns_per_op=([0-9.]+) ticks=(\d+) iterations=(\d+)")?;
+    let line =
+        Regex::new(r"\[domU0\] bench: (\w+) ns_per_op=([0-9.]+) ticks=(\d+) iterations=(\d+)")?;
     for gic in [3, 2] {
         for icount in [true, false] {
-            let mut s = Scenario::new(gic).smp(1).vm(VmSpec::guest("domU0", "bench"));
+            let mut s = Scenario::new(gic)
+                .smp(1)
+                .vm(VmSpec::guest("domU0", "bench"));
             s.icount = icount;
             let mode = if icount { "icount" } else { "wall-clock" };
             eprintln!("bench exits: GICv{gic}, {mode} ...");
@@ -44,9 +52,16 @@ pub fn exits() -> Result<()> {
         }
     }
     let mut table = String::new();
-    writeln!(table, "\nExit costs measured inside a VM (bench guest, 2000 iterations each, 1 vCPU on 1 CPU)")?;
+    writeln!(
+        table,
+        "\nExit costs measured inside a VM (bench guest, 2000 iterations each, 1 vCPU on 1 CPU)"
+    )?;
     writeln!(table, "instructions: QEMU -icount shift=0 (1 insn = 1 ns guest time); wall: host time, TCG, noisy\n")?;
-    writeln!(table, "{:<18} {:>14} {:>12} {:>14} {:>12}", "operation", "GICv3 insns", "GICv3 ns", "GICv2 insns", "GICv2 ns")?;
+    writeln!(
+        table,
+        "{:<18} {:>14} {:>12} {:>14} {:>12}",
+        "operation", "GICv3 insns", "GICv3 ns", "GICv2 insns", "GICv2 ns"
+    )?;
     for op in ops {
         let f = |gic, icount| results[&(gic, icount)][op];
         writeln!(
@@ -65,12 +80,26 @@ pub fn exits() -> Result<()> {
     std::fs::write(dir.join("exits.txt"), &table)?;
     let bars: Vec<(String, f64, f64)> = ops[..3]
         .iter()
-        .map(|op| (op.to_string(), results[&(3, true)][*op], results[&(2, true)][*op]))
+        .map(|op| {
+            (
+                op.to_string(),
+                results[&(3, true)][*op],
+                results[&(2, true)][*op],
+            )
+        })
         .collect();
-    let svg = bar_chart("Exit cost (instructions, -icount shift=0)", ("GICv3", "GICv2"), &bars);
+    let svg = bar_chart(
+        "Exit cost (instructions, -icount shift=0)",
+        ("GICv3", "GICv2"),
+        &bars,
+    );
     let path = dir.join("exits.svg");
     std::fs::write(&path, svg)?;
-    println!("\nwrote {} and {}", dir.join("exits.txt").display(), path.display());
+    println!(
+        "\nwrote {} and {}",
+        dir.join("exits.txt").display(),
+        path.display()
+    );
     Ok(())
 }
 
@@ -121,10 +150,20 @@ fn median(v: &[u64]) -> u64 {
 
 /// (line index, n, max_gap_us, max_gap_ticks, max_gap_end) of the first
 /// heartbeat report at or after `from`.
-fn heartbeat_after(lines: &[String], from: usize, re: &Regex) -> Option<(usize, u64, u64, u64, u64)> {
+fn heartbeat_after(
+    lines: &[String],
+    from: usize,
+    re: &Regex,
+) -> Option<(usize, u64, u64, u64, u64)> {
     lines[from..].iter().enumerate().find_map(|(i, l)| {
         let c = re.captures(l)?;
-        Some((from + i, c[1].parse().ok()?, c[2].parse().ok()?, c[3].parse().ok()?, c[4].parse().ok()?))
+        Some((
+            from + i,
+            c[1].parse().ok()?,
+            c[2].parse().ok()?,
+            c[3].parse().ok()?,
+            c[4].parse().ok()?,
+        ))
     })
 }
 
@@ -135,7 +174,9 @@ fn heartbeat_after(lines: &[String], from: usize, re: &Regex) -> Option<(usize, 
 /// with 2 CPUs in wall-clock mode and alone under icount). Not understood
 /// yet, so not measured rather than measured wrong.
 fn reload_modes(cpus: u32) -> impl Iterator<Item = bool> {
-    [true, false].into_iter().filter(move |&icount| cpus == 1 || !icount)
+    [true, false]
+        .into_iter()
+        .filter(move |&icount| cpus == 1 || !icount)
 }
 
 /// RAM of the Linux VM next to the heartbeat guest (fixed: the RAM sizes
@@ -158,23 +199,37 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     s.icount = icount;
     let mut run = QemuRun::start(&s)?;
     run.fail_on(Regex::new(r"FATAL|PANIC|\] ERROR|Kernel panic")?);
-    let beat = Regex::new(r"^\[domU0\] heartbeat: n=(\d+) count=\d+ max_gap_us=(\d+) max_gap_ticks=(\d+) max_gap_end=(\d+)$")?;
+    let beat = Regex::new(
+        r"^\[domU0\] heartbeat: n=(\d+) count=\d+ max_gap_us=(\d+) max_gap_ticks=(\d+) max_gap_end=(\d+)$",
+    )?;
     // The first boot is cold: its line gives the heartbeat VM's counter
     // offset, to place the guest's largest gap on the system counter.
-    let cold_line = Regex::new(r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+), (\d+)\]$")?;
+    let cold_line = Regex::new(
+        r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+), (\d+)\]$",
+    )?;
     let l = run.expect(&cold_line, RELOAD_TIMEOUT)?;
     let beat_cntvoff: u64 = cold_line.captures(&l).context("cold boot line")?[2].parse()?;
     let linux_ready = Regex::new(r"^\[domU1\] init: ready uptime=([0-9.]+) ")?;
     // Both, in whichever order they come.
     let beat2 = Regex::new(r"^\[domU0\] heartbeat: n=2 ")?;
-    run.wait_until(RELOAD_TIMEOUT, "Linux at /init and the heartbeat counting", |lines| {
-        (lines.iter().any(|l| linux_ready.is_match(l)) && lines.iter().any(|l| beat2.is_match(l))).then_some(())
-    })
+    run.wait_until(
+        RELOAD_TIMEOUT,
+        "Linux at /init and the heartbeat counting",
+        |lines| {
+            (lines.iter().any(|l| linux_ready.is_match(l))
+                && lines.iter().any(|l| beat2.is_match(l)))
+            .then_some(())
+        },
+    )
     .with_context(|| format!("Linux at /init beside a {ram_mib} MiB heartbeat guest ({mode})"))?;
     run.send(b"\x1dh")?;
-    run.expect("console input now goes to the hypervisor shell", RELOAD_TIMEOUT)?;
+    run.expect(
+        "console input now goes to the hypervisor shell",
+        RELOAD_TIMEOUT,
+    )?;
     let long_gaps = Regex::new(r"^\[domU0\] heartbeat: long gaps \(ticks@end\):((?: \d+@\d+)+)$")?;
-    let paused_line = Regex::new(r"^\[hv\] reload: VMs paused from counter (\d+) to counter (\d+)$")?;
+    let paused_line =
+        Regex::new(r"^\[hv\] reload: VMs paused from counter (\d+) to counter (\d+)$")?;
     // The counter frequency, as the heartbeat guest read it at its start.
     let start_line = Regex::new(r"^\[domU0\] heartbeat: start cntfrq=(\d+) counter=(\d+)$")?;
     let freq: u64 = run
@@ -182,7 +237,9 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
         .iter()
         .find_map(|l| start_line.captures(l).and_then(|c| c[1].parse().ok()))
         .context("no heartbeat start line with the counter frequency")?;
-    let reload_line = Regex::new(r"^\[hv\] reload: generation (\d+), 2 VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;(.*)$")?;
+    let reload_line = Regex::new(
+        r"^\[hv\] reload: generation (\d+), 2 VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;(.*)$",
+    )?;
     let mut r = ReloadResult {
         blackout_us: Vec::new(),
         paused_us: Vec::new(),
@@ -203,8 +260,9 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
             bail!("{ram_mib} MiB ({mode}): {} of {} reloads could not be lined up with a gap of the heartbeat guest", r.unattributed.len(), generation - 1);
         }
         run.send(b"rejuvenate\r")?;
-        let l = run.expect(&reload_line, RELOAD_TIMEOUT)
-            .with_context(|| format!("reload {generation} with {ram_mib} MiB ({mode}) did not finish"))?;
+        let l = run.expect(&reload_line, RELOAD_TIMEOUT).with_context(|| {
+            format!("reload {generation} with {ram_mib} MiB ({mode}) did not finish")
+        })?;
         let c = reload_line.captures(&l).context("reload line")?;
         if c[1].parse::<usize>()? != generation {
             bail!("expected generation {generation}: {l}");
@@ -219,10 +277,19 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
         // follow it on the next line.
         let from = run.cursor();
         let (beat_at, _, max_gap_us, _, _) =
-            run.wait_until(RELOAD_TIMEOUT, "a heartbeat after the reload", |lines| heartbeat_after(lines, from, &beat))?;
-        let gaps_line = run.wait_until(RELOAD_TIMEOUT, "the heartbeat's line after its report", |lines| {
-            lines[beat_at + 1..].iter().find(|l| l.starts_with("[domU0] heartbeat: ")).cloned()
-        })?;
+            run.wait_until(RELOAD_TIMEOUT, "a heartbeat after the reload", |lines| {
+                heartbeat_after(lines, from, &beat)
+            })?;
+        let gaps_line = run.wait_until(
+            RELOAD_TIMEOUT,
+            "the heartbeat's line after its report",
+            |lines| {
+                lines[beat_at + 1..]
+                    .iter()
+                    .find(|l| l.starts_with("[domU0] heartbeat: "))
+                    .cloned()
+            },
+        )?;
         let gaps: Vec<(u64, u64)> = match long_gaps.captures(&gaps_line) {
             Some(c) => c[1]
                 .split_whitespace()
@@ -258,14 +325,20 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     // (QEMU's virtual clock is not reset), so counter values of the old and
     // the new boot can be subtracted.
     run.send(b"reboot\r")?;
-    let reboot_line = Regex::new(r"^\[hv\] reboot: resetting the machine \(cold reboot\) at counter (\d+)$")?;
+    let reboot_line =
+        Regex::new(r"^\[hv\] reboot: resetting the machine \(cold reboot\) at counter (\d+)$")?;
     let l = run.expect(&reboot_line, RELOAD_TIMEOUT)?;
     let t_host = std::time::Instant::now();
     let t_reboot: u64 = reboot_line.captures(&l).context("reboot line")?[1].parse()?;
-    let cold_line = Regex::new(r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+), (\d+)\]$")?;
-    let l = run.expect(&cold_line, RELOAD_TIMEOUT).context("the machine did not boot again after `reboot`")?;
+    let cold_line = Regex::new(
+        r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+), (\d+)\]$",
+    )?;
+    let l = run
+        .expect(&cold_line, RELOAD_TIMEOUT)
+        .context("the machine did not boot again after `reboot`")?;
     let c = cold_line.captures(&l).context("cold boot line")?;
-    let (t_entry, cntvoff, cntvoff_linux): (u64, u64, u64) = (c[1].parse()?, c[2].parse()?, c[3].parse()?);
+    let (t_entry, cntvoff, cntvoff_linux): (u64, u64, u64) =
+        (c[1].parse()?, c[2].parse()?, c[3].parse()?);
     let l = run.expect(&start_line, RELOAD_TIMEOUT)?;
     r.cold_host_ms = t_host.elapsed().as_secs_f64() * 1e3;
     let c = start_line.captures(&l).context("heartbeat start line")?;
@@ -284,10 +357,17 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     let from = run.cursor();
     let beat1 = Regex::new(r"^\[domU0\] heartbeat: n=1 ")?;
     let l = run
-        .wait_until(RELOAD_TIMEOUT, "the heartbeat and Linux back after the cold reboot", |lines| {
-            let ready = lines[from..].iter().find(|l| linux_ready.is_match(l))?;
-            lines[from..].iter().any(|l| beat1.is_match(l)).then(|| ready.clone())
-        })
+        .wait_until(
+            RELOAD_TIMEOUT,
+            "the heartbeat and Linux back after the cold reboot",
+            |lines| {
+                let ready = lines[from..].iter().find(|l| linux_ready.is_match(l))?;
+                lines[from..]
+                    .iter()
+                    .any(|l| beat1.is_match(l))
+                    .then(|| ready.clone())
+            },
+        )
         .context("the guests did not come back after the cold reboot")?;
     let uptime: f64 = linux_ready.captures(&l).context("ready line")?[1].parse()?;
     r.cold_linux_us = us(cntvoff_linux - t_reboot) + (uptime * 1e6) as u64;
@@ -298,8 +378,16 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
 /// and 2 CPUs, in icount and wall-clock mode. `quick`: only 1 CPU with the
 /// smallest and largest RAM (for working on the reload path).
 pub fn reload(quick: bool) -> Result<()> {
-    let cpu_list: &[u32] = if quick { &RELOAD_CPUS[..1] } else { &RELOAD_CPUS };
-    let rams: Vec<u64> = if quick { vec![RELOAD_RAM_MIB[0], RELOAD_RAM_MIB[3]] } else { RELOAD_RAM_MIB.to_vec() };
+    let cpu_list: &[u32] = if quick {
+        &RELOAD_CPUS[..1]
+    } else {
+        &RELOAD_CPUS
+    };
+    let rams: Vec<u64> = if quick {
+        vec![RELOAD_RAM_MIB[0], RELOAD_RAM_MIB[3]]
+    } else {
+        RELOAD_RAM_MIB.to_vec()
+    };
     let modes = |cpus: u32| reload_modes(cpus);
     images::require_hypervisor_image()?;
     images::require_guest_image("heartbeat")?;
@@ -322,22 +410,45 @@ pub fn reload(quick: bool) -> Result<()> {
     let mut t = String::new();
     writeln!(t, "\nWarm reload (rejuvenate) vs cold reboot: heartbeat guest (RAM as listed) + Linux ({RELOAD_LINUX_MIB} MiB, 1 vCPU), GICv3, {RELOADS} reloads each")?;
     writeln!(t, "  blackout  the heartbeat guest's gap (its virtual counter not advancing) that overlaps the pause (median of {RELOADS}):")?;
-    writeln!(t, "            the time the guest did not run, as the guest itself sees it")?;
-    writeln!(t, "  paused    the hypervisor's own figure, all vCPUs stopped -> VMs resumed (median)")?;
+    writeln!(
+        t,
+        "            the time the guest did not run, as the guest itself sees it"
+    )?;
+    writeln!(
+        t,
+        "  paused    the hypervisor's own figure, all vCPUs stopped -> VMs resumed (median)"
+    )?;
     writeln!(t, "  cold      `reboot` (PSCI SYSTEM_RESET) -> heartbeat guest's main() running again, in system-counter time,")?;
     writeln!(t, "            which runs on across the reset: VM's counter offset + guest's counter at its start line - counter")?;
-    writeln!(t, "            at `reboot`; reset->entry is the part until the new hypervisor image runs")?;
+    writeln!(
+        t,
+        "            at `reboot`; reset->entry is the part until the new hypervisor image runs"
+    )?;
     writeln!(t, "  cold→init `reboot` -> Linux at /init (its VM's counter offset + the uptime /init prints); the guests are")?;
-    writeln!(t, "            back at work only then, so cold÷warm uses this figure")?;
+    writeln!(
+        t,
+        "            back at work only then, so cold÷warm uses this figure"
+    )?;
     writeln!(t, "  cold host host clock between the `reboot` line and the guest's start line as read by xtask")?;
     writeln!(t, "  icount: -icount shift=0, 1 us of counter time = 1000 instructions, deterministic; wall: TCG, noisy\n")?;
     for (cpus, icount) in cpu_list.iter().flat_map(|&c| modes(c).map(move |i| (c, i))) {
-        let mode = if icount { "icount (us of guest time = 1000 insns)" } else { "wall-clock (us)" };
+        let mode = if icount {
+            "icount (us of guest time = 1000 insns)"
+        } else {
+            "wall-clock (us)"
+        };
         writeln!(t, "{cpus} CPU(s), {mode}")?;
         writeln!(
             t,
             "{:>8} {:>12} {:>10} {:>14} {:>12} {:>14} {:>12} {:>12}",
-            "RAM", "blackout us", "paused us", "reset->entry", "cold us", "cold→init us", "cold÷warm", "cold host ms"
+            "RAM",
+            "blackout us",
+            "paused us",
+            "reset->entry",
+            "cold us",
+            "cold→init us",
+            "cold÷warm",
+            "cold host ms"
         )?;
         for &ram in &rams {
             let r = &results[&(cpus, icount, ram)];
@@ -376,16 +487,32 @@ pub fn reload(quick: bool) -> Result<()> {
     std::fs::write(dir.join("reload.txt"), &t)?;
     if quick {
         // Not the full set of series: no plot.
-        println!("wrote {} (quick run: no plot)", dir.join("reload.txt").display());
+        println!(
+            "wrote {} (quick run: no plot)",
+            dir.join("reload.txt").display()
+        );
         return Ok(());
     }
-    let xs: Vec<String> = RELOAD_RAM_MIB.iter().map(|m| if *m >= 1024 { format!("{} GiB", m / 1024) } else { format!("{m} MiB") }).collect();
+    let xs: Vec<String> = RELOAD_RAM_MIB
+        .iter()
+        .map(|m| {
+            if *m >= 1024 {
+                format!("{} GiB", m / 1024)
+            } else {
+                format!("{m} MiB")
+            }
+        })
+        .collect();
     let series = |cpus: u32, icount: bool, cold: bool| -> Vec<f64> {
         RELOAD_RAM_MIB
             .iter()
             .map(|ram| {
                 let r = &results[&(cpus, icount, *ram)];
-                (if cold { r.cold_linux_us.max(r.cold_us) } else { median(&r.blackout_us) }) as f64
+                (if cold {
+                    r.cold_linux_us.max(r.cold_us)
+                } else {
+                    median(&r.blackout_us)
+                }) as f64
             })
             .collect()
     };
@@ -393,16 +520,40 @@ pub fn reload(quick: bool) -> Result<()> {
         "Guest blackout: warm reload vs cold reboot (us, log scale)",
         &xs,
         &[
-            ("cold, 1 CPU, icount".into(), "#b03a2e", series(1, true, true)),
-            ("cold, 1 CPU, wall".into(), "#e59866", series(1, false, true)),
-            ("warm, 1 CPU, icount".into(), "#1f618d", series(1, true, false)),
-            ("warm, 1 CPU, wall".into(), "#7fb3d5", series(1, false, false)),
-            ("warm, 2 CPUs, wall".into(), "#82e0aa", series(2, false, false)),
+            (
+                "cold, 1 CPU, icount".into(),
+                "#b03a2e",
+                series(1, true, true),
+            ),
+            (
+                "cold, 1 CPU, wall".into(),
+                "#e59866",
+                series(1, false, true),
+            ),
+            (
+                "warm, 1 CPU, icount".into(),
+                "#1f618d",
+                series(1, true, false),
+            ),
+            (
+                "warm, 1 CPU, wall".into(),
+                "#7fb3d5",
+                series(1, false, false),
+            ),
+            (
+                "warm, 2 CPUs, wall".into(),
+                "#82e0aa",
+                series(2, false, false),
+            ),
         ],
     );
     let path = dir.join("reload.svg");
     std::fs::write(&path, svg)?;
-    println!("wrote {} and {}", dir.join("reload.txt").display(), path.display());
+    println!(
+        "wrote {} and {}",
+        dir.join("reload.txt").display(),
+        path.display()
+    );
     Ok(())
 }
 
@@ -410,10 +561,19 @@ pub fn reload(quick: bool) -> Result<()> {
 /// compared span several decades), as a standalone SVG document.
 pub fn log_line_chart(title: &str, xs: &[String], series: &[(String, &str, Vec<f64>)]) -> String {
     let (w, h, left, right, bottom, top) = (680.0, 400.0, 70.0, 190.0, 340.0, 40.0);
-    let vals = series.iter().flat_map(|s| s.2.iter().copied()).filter(|v| *v > 0.0);
-    let lo = vals.clone().fold(f64::INFINITY, f64::min).max(1e-3).log10().floor();
+    let vals = series
+        .iter()
+        .flat_map(|s| s.2.iter().copied())
+        .filter(|v| *v > 0.0);
+    let lo = vals
+        .clone()
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-3)
+        .log10()
+        .floor();
     let hi = vals.fold(1.0, f64::max).log10().ceil().max(lo + 1.0);
-    let y = |v: f64| bottom - (bottom - top) * ((v.max(1e-3).log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
+    let y =
+        |v: f64| bottom - (bottom - top) * ((v.max(1e-3).log10() - lo) / (hi - lo)).clamp(0.0, 1.0);
     let step = (w - left - right) / (xs.len().max(2) - 1) as f64;
     let x = |i: usize| left + step * i as f64;
     let mut s = format!(
@@ -437,13 +597,31 @@ pub fn log_line_chart(title: &str, xs: &[String], series: &[(String, &str, Vec<f
         );
     }
     for (i, label) in xs.iter().enumerate() {
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{label}</text>"#, x(i), bottom + 18.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{label}</text>"#,
+            x(i),
+            bottom + 18.0
+        );
     }
     for (k, (name, color, v)) in series.iter().enumerate() {
-        let pts: Vec<String> = v.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect();
-        let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#, pts.join(" "));
+        let pts: Vec<String> = v
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            pts.join(" ")
+        );
         for (i, val) in v.iter().enumerate() {
-            let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{val:.0}</title></circle>"#, x(i), y(*val));
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{val:.0}</title></circle>"#,
+                x(i),
+                y(*val)
+            );
         }
         let ly = top + 10.0 + 18.0 * k as f64;
         let _ = writeln!(
@@ -487,7 +665,12 @@ pub fn bar_chart(title: &str, series: (&str, &str), bars: &[(String, f64, f64)])
                 bottom - bh - 4.0
             );
         }
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{name}</text>"#, x + bw, bottom + 18.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{name}</text>"#,
+            x + bw,
+            bottom + 18.0
+        );
     }
     let _ = writeln!(
         s,
@@ -509,7 +692,11 @@ pub fn bar_chart(title: &str, series: (&str, &str), bars: &[(String, f64, f64)])
 mod tests {
     #[test]
     fn bar_chart_is_svg_with_every_bar() {
-        let svg = super::bar_chart("t", ("a", "b"), &[("x".into(), 10.0, 20.0), ("y".into(), 5.0, 0.0)]);
+        let svg = super::bar_chart(
+            "t",
+            ("a", "b"),
+            &[("x".into(), 10.0, 20.0), ("y".into(), 5.0, 0.0)],
+        );
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<rect").count(), 1 + 4 + 2);
         assert!(svg.contains(">20<") && svg.contains(">x<"));
@@ -518,7 +705,14 @@ mod tests {
     #[test]
     fn log_line_chart_has_every_series_and_decade() {
         let xs = vec!["a".to_string(), "b".to_string()];
-        let svg = super::log_line_chart("t", &xs, &[("s1".into(), "red", vec![10.0, 1000.0]), ("s2".into(), "blue", vec![5.0, 5.0])]);
+        let svg = super::log_line_chart(
+            "t",
+            &xs,
+            &[
+                ("s1".into(), "red", vec![10.0, 1000.0]),
+                ("s2".into(), "blue", vec![5.0, 5.0]),
+            ],
+        );
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 4);

@@ -52,7 +52,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// What the guest types to become CPU-bound: one busy loop per online CPU,
 /// then a marker computed by the shell (so the echo of the typed line does
 /// not match it).
-const BUSY_COMMAND: &str = "for i in $(seq $(nproc)); do (while :; do :; done) & done; echo busy-$((6*7))\r";
+const BUSY_COMMAND: &str =
+    "for i in $(seq $(nproc)); do (while :; do :; done) & done; echo busy-$((6*7))\r";
 const BUSY_MARKER: &str = "busy-42";
 
 /// Time to `/init` of one boot.
@@ -100,7 +101,11 @@ pub fn parse_exits(line: &str) -> Option<ExitsReading> {
     if counts.first().map(|(k, _)| k.as_str()) != Some("total") {
         return None;
     }
-    Some(ExitsReading { counter: counter.parse().ok()?, freq: freq.parse().ok()?, counts })
+    Some(ExitsReading {
+        counter: counter.parse().ok()?,
+        freq: freq.parse().ok()?,
+        counts,
+    })
 }
 
 /// Per-second rates of every count between two readings, and the window's
@@ -108,13 +113,25 @@ pub fn parse_exits(line: &str) -> Option<ExitsReading> {
 /// together (another image in between, counter not advancing).
 pub fn rates(a: &ExitsReading, b: &ExitsReading) -> Result<(f64, Vec<(String, f64)>)> {
     if a.freq == 0 || a.freq != b.freq {
-        bail!("counter frequencies {} and {} do not allow a rate", a.freq, b.freq);
+        bail!(
+            "counter frequencies {} and {} do not allow a rate",
+            a.freq,
+            b.freq
+        );
     }
     if b.counter <= a.counter {
-        bail!("the counter did not advance between the readings ({} -> {})", a.counter, b.counter);
+        bail!(
+            "the counter did not advance between the readings ({} -> {})",
+            a.counter,
+            b.counter
+        );
     }
     let secs = (b.counter - a.counter) as f64 / a.freq as f64;
-    if a.counts.iter().map(|c| &c.0).ne(b.counts.iter().map(|c| &c.0)) {
+    if a.counts
+        .iter()
+        .map(|c| &c.0)
+        .ne(b.counts.iter().map(|c| &c.0))
+    {
         bail!("the two exits lines name different counters");
     }
     let mut out = Vec::with_capacity(a.counts.len());
@@ -141,7 +158,11 @@ fn linux_vm() -> VmSpec {
 /// QEMU's arguments for the bare run: the machine without EL2, the VM's
 /// CPU count and RAM, `vm`'s kernel, initramfs and bootargs, and `dtb`.
 fn bare_args(vm: &VmSpec, dtb: &Path, icount: bool) -> Result<Vec<String>> {
-    let path = |p: &Path| p.to_str().map(str::to_string).with_context(|| format!("path {} is not UTF-8", p.display()));
+    let path = |p: &Path| {
+        p.to_str()
+            .map(str::to_string)
+            .with_context(|| format!("path {} is not UTF-8", p.display()))
+    };
     let mut args: Vec<String> = vec![
         "-M".into(),
         format!("virt,gic-version={GIC}"),
@@ -173,12 +194,17 @@ fn guest_dtb(vm: &VmSpec) -> Result<Vec<u8>> {
         ram_base: vmm::layout::RAM_BASE,
         ram_size: vm.mem_kib * 1024,
         vcpus: vm.cpus as usize,
-        gic: if GIC == 3 { vmm::guest_fdt::GicVersion::V3 } else { vmm::guest_fdt::GicVersion::V2 },
+        gic: if GIC == 3 {
+            vmm::guest_fdt::GicVersion::V3
+        } else {
+            vmm::guest_fdt::GicVersion::V2
+        },
         bootargs: vm.bootargs.as_deref(),
         initrd: None,
         devices: &[],
     };
-    vmm::guest_fdt::build(&params).map_err(|e| anyhow::anyhow!("building the guest device tree: {e:?}"))
+    vmm::guest_fdt::build(&params)
+        .map_err(|e| anyhow::anyhow!("building the guest device tree: {e:?}"))
 }
 
 /// Boots Linux once, bare or under blink, until its `init: ready` line.
@@ -191,7 +217,8 @@ fn boot(host: Host, icount: bool, deadline: Duration) -> Result<(BootTime, QemuR
         Host::Bare => {
             let mut c = QemuCommand::bare(qemu::find()?.path, Vec::new())?;
             let dtb = c.workdir().join("guest.dtb");
-            std::fs::write(&dtb, guest_dtb(&vm)?).with_context(|| format!("writing {}", dtb.display()))?;
+            std::fs::write(&dtb, guest_dtb(&vm)?)
+                .with_context(|| format!("writing {}", dtb.display()))?;
             c.args = bare_args(&vm, &dtb, icount)?;
             c
         }
@@ -204,24 +231,46 @@ fn boot(host: Host, icount: bool, deadline: Duration) -> Result<(BootTime, QemuR
     };
     let t0 = Instant::now();
     let mut run = QemuRun::spawn_locked(command, lock)?;
-    run.fail_on(Regex::new(r"Kernel panic|\] Oops|BUG: |Internal error:|FATAL|PANIC|\[hv\] ERROR")?);
-    let tag = if host == Host::Bare { "" } else { r"\[domU0\] " };
+    run.fail_on(Regex::new(
+        r"Kernel panic|\] Oops|BUG: |Internal error:|FATAL|PANIC|\[hv\] ERROR",
+    )?);
+    let tag = if host == Host::Bare {
+        ""
+    } else {
+        r"\[domU0\] "
+    };
     let ready = Regex::new(&format!(r"^{tag}init: ready uptime=([0-9.]+) cpus=(\d+)$"))?;
     let line = run.expect(&ready, deadline)?;
     let host_s = t0.elapsed().as_secs_f64();
     let c = ready.captures(&line).context("ready line")?;
     if c[2] != *VCPUS.to_string() {
-        bail!("Linux came up with {} CPUs, expected {VCPUS}: {line}", &c[2]);
+        bail!(
+            "Linux came up with {} CPUs, expected {VCPUS}: {line}",
+            &c[2]
+        );
     }
     let vms_started = match host {
         Host::Bare => None,
         Host::Blink => {
-            let started = Regex::new(r"cold boot: image entered at counter \d+, VMs started at counter (\d+),")?;
-            let line = run.find_all(&started).into_iter().next().context("no `cold boot:` line from the hypervisor")?;
+            let started = Regex::new(
+                r"cold boot: image entered at counter \d+, VMs started at counter (\d+),",
+            )?;
+            let line = run
+                .find_all(&started)
+                .into_iter()
+                .next()
+                .context("no `cold boot:` line from the hypervisor")?;
             Some(started.captures(&line).context("cold boot line")?[1].parse()?)
         }
     };
-    Ok((BootTime { uptime_s: c[1].parse()?, host_s, vms_started }, run))
+    Ok((
+        BootTime {
+            uptime_s: c[1].parse()?,
+            host_s,
+            vms_started,
+        },
+        run,
+    ))
 }
 
 /// Sends `text` a few bytes at a time: the emulated UART's receive FIFO
@@ -271,13 +320,22 @@ fn exit_rates(run: &mut QemuRun) -> Result<ExitRates> {
     run.send(b"\x1d0")?;
     run.expect("console input now goes to vm 0", DEADLINE)?;
     type_slowly(run, BUSY_COMMAND)?;
-    run.expect(&Regex::new(&format!(r"^\[domU0\] {BUSY_MARKER}$"))?, DEADLINE)
-        .context("the busy loops did not start")?;
+    run.expect(
+        &Regex::new(&format!(r"^\[domU0\] {BUSY_MARKER}$"))?,
+        DEADLINE,
+    )
+    .context("the busy loops did not start")?;
     run.send(b"\x1dh")?;
     run.expect("console input now goes to the hypervisor shell", DEADLINE)?;
     eprintln!("bench linux: exits while Linux spins a loop per vCPU ({WINDOW:?}) ...");
     let (busy_secs, busy) = window(run)?;
-    Ok(ExitRates { freq, idle_secs, idle, busy_secs, busy })
+    Ok(ExitRates {
+        freq,
+        idle_secs,
+        idle,
+        busy_secs,
+        busy,
+    })
 }
 
 fn ratio(hv: f64, bare: f64) -> f64 {
@@ -302,12 +360,18 @@ pub fn run() -> Result<()> {
         let t = Instant::now();
         match boot(host, true, ICOUNT_LIMIT) {
             Ok((b, _run)) => {
-                eprintln!("bench linux: icount {host:?}: uptime {:.2} s, host {:.1} s", b.uptime_s, b.host_s);
+                eprintln!(
+                    "bench linux: icount {host:?}: uptime {:.2} s, host {:.1} s",
+                    b.uptime_s, b.host_s
+                );
                 pair.push(b);
             }
             Err(e) if t.elapsed() >= ICOUNT_LIMIT => {
                 eprintln!("bench linux: icount boot {host:?} took over {ICOUNT_LIMIT:?}; skipping icount mode: {e:#}");
-                icount_note = format!("skipped: a Linux boot with -icount shift=0 ({host:?}) took over {} s", ICOUNT_LIMIT.as_secs());
+                icount_note = format!(
+                    "skipped: a Linux boot with -icount shift=0 ({host:?}) took over {} s",
+                    ICOUNT_LIMIT.as_secs()
+                );
                 break;
             }
             Err(e) => return Err(e),
@@ -322,11 +386,17 @@ pub fn run() -> Result<()> {
     let mut hv = Vec::new();
     let mut exits = None;
     for i in 0..WALL_RUNS {
-        eprintln!("bench linux: wall-clock boot {}/{WALL_RUNS}, bare ...", i + 1);
+        eprintln!(
+            "bench linux: wall-clock boot {}/{WALL_RUNS}, bare ...",
+            i + 1
+        );
         let (b, run) = boot(Host::Bare, false, DEADLINE)?;
         drop(run);
         bare.push(b);
-        eprintln!("bench linux: wall-clock boot {}/{WALL_RUNS}, under blink ...", i + 1);
+        eprintln!(
+            "bench linux: wall-clock boot {}/{WALL_RUNS}, under blink ...",
+            i + 1
+        );
         let (b, mut run) = boot(Host::Blink, false, DEADLINE)?;
         hv.push(b);
         eprintln!(
@@ -344,9 +414,16 @@ pub fn run() -> Result<()> {
     let exits = exits.context("no exit rates measured")?;
 
     let mut t = String::new();
-    writeln!(t, "\nLinux guest: {} + {}, {VCPUS} vCPUs, {MEM_MIB} MiB, GICv{GIC}, {CPU}", lx.kernel_package, lx.busybox_package)?;
+    writeln!(
+        t,
+        "\nLinux guest: {} + {}, {VCPUS} vCPUs, {MEM_MIB} MiB, GICv{GIC}, {CPU}",
+        lx.kernel_package, lx.busybox_package
+    )?;
     writeln!(t, "bare: QEMU virt without EL2, {VCPUS} CPUs, {MEM_MIB} MiB, the VM's device tree and bootargs")?;
-    writeln!(t, "blink: the same as the only VM, machine {VCPUS} CPUs (one per vCPU), 1024 MiB")?;
+    writeln!(
+        t,
+        "blink: the same as the only VM, machine {VCPUS} CPUs (one per vCPU), 1024 MiB"
+    )?;
     writeln!(t, "uptime: Linux's own clock at /init (its kernel's boot alone); host: QEMU spawn -> the /init line\n")?;
     writeln!(t, "Time to /init")?;
     writeln!(
@@ -370,16 +447,42 @@ pub fn run() -> Result<()> {
         Some((b, h)) => writeln!(t, "{}", row("icount (1 run)", b, h))?,
         None => writeln!(t, "{:<26} {icount_note}", "icount")?,
     }
-    let med = |v: &[BootTime], f: fn(&BootTime) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
-    let bm = BootTime { uptime_s: med(&bare, |b| b.uptime_s), host_s: med(&bare, |b| b.host_s), vms_started: None };
-    let hm = BootTime { uptime_s: med(&hv, |b| b.uptime_s), host_s: med(&hv, |b| b.host_s), vms_started: None };
-    writeln!(t, "{}", row(&format!("wall-clock (median of {WALL_RUNS})"), bm, hm))?;
-    let all = |v: &[BootTime]| v.iter().map(|b| format!("{:.2}/{:.2}", b.uptime_s, b.host_s)).collect::<Vec<_>>().join(", ");
-    writeln!(t, "  wall-clock runs (uptime/host s): bare {}; blink {}", all(&bare), all(&hv))?;
+    let med =
+        |v: &[BootTime], f: fn(&BootTime) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+    let bm = BootTime {
+        uptime_s: med(&bare, |b| b.uptime_s),
+        host_s: med(&bare, |b| b.host_s),
+        vms_started: None,
+    };
+    let hm = BootTime {
+        uptime_s: med(&hv, |b| b.uptime_s),
+        host_s: med(&hv, |b| b.host_s),
+        vms_started: None,
+    };
+    writeln!(
+        t,
+        "{}",
+        row(&format!("wall-clock (median of {WALL_RUNS})"), bm, hm)
+    )?;
+    let all = |v: &[BootTime]| {
+        v.iter()
+            .map(|b| format!("{:.2}/{:.2}", b.uptime_s, b.host_s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        t,
+        "  wall-clock runs (uptime/host s): bare {}; blink {}",
+        all(&bare),
+        all(&hv)
+    )?;
     // Same CPU model in every run, so the same counter frequency.
-    let ms = |ticks: Option<u64>| ticks.map_or(f64::NAN, |t| t as f64 * 1e3 / exits.freq.max(1) as f64);
+    let ms =
+        |ticks: Option<u64>| ticks.map_or(f64::NAN, |t| t as f64 * 1e3 / exits.freq.max(1) as f64);
     let started_wall = median(&hv.iter().map(|b| ms(b.vms_started)).collect::<Vec<_>>());
-    let started_icount = icount.map_or(String::from("-"), |(_, h)| format!("{:.0} ms", ms(h.vms_started)));
+    let started_icount = icount.map_or(String::from("-"), |(_, h)| {
+        format!("{:.0} ms", ms(h.vms_started))
+    });
     writeln!(
         t,
         "  blink: machine start -> VM created (hypervisor boot, images copied; counter time): icount {started_icount}, wall-clock {started_wall:.0} ms (median)"
@@ -414,10 +517,18 @@ pub fn run() -> Result<()> {
     let dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("linux.txt"), &t)?;
-    let svg = hbar_chart("Linux under blink: exits and physical interrupts per second", ("idle", "busy loop per vCPU"), &bars);
+    let svg = hbar_chart(
+        "Linux under blink: exits and physical interrupts per second",
+        ("idle", "busy loop per vCPU"),
+        &bars,
+    );
     let path = dir.join("linux.svg");
     std::fs::write(&path, svg)?;
-    println!("\nwrote {} and {}", dir.join("linux.txt").display(), path.display());
+    println!(
+        "\nwrote {} and {}",
+        dir.join("linux.txt").display(),
+        path.display()
+    );
     Ok(())
 }
 
@@ -442,7 +553,12 @@ fn hbar_chart(title: &str, series: (&str, &str), rows: &[(String, f64, f64)]) ->
     );
     for (i, (name, a, b)) in rows.iter().enumerate() {
         let y = top + row_h * i as f64;
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{name}</text>"#, left - 6.0, y + bar + 4.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{name}</text>"#,
+            left - 6.0,
+            y + bar + 4.0
+        );
         for (k, v) in [*a, *b].into_iter().enumerate() {
             let yy = y + k as f64 * bar;
             let bw = width * v / max;
@@ -510,7 +626,16 @@ mod tests {
         let (secs, r) = rates(&a, &b).unwrap();
         assert!((secs - 2.5).abs() < 1e-9);
         let got: Vec<(&str, f64)> = r.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        assert_eq!(got, vec![("total", 100.0), ("hvc_psci", 0.0), ("wfi", 80.0), ("mmio_uart", 20.0), ("pirq_vtimer", 10.0)]);
+        assert_eq!(
+            got,
+            vec![
+                ("total", 100.0),
+                ("hvc_psci", 0.0),
+                ("wfi", 80.0),
+                ("mmio_uart", 20.0),
+                ("pirq_vtimer", 10.0)
+            ]
+        );
     }
 
     #[test]
@@ -522,7 +647,8 @@ mod tests {
         let b = parse_exits("[hv] exits at counter 700000000 freq 62500000: total=10 hvc_psci=2 wfi=1 mmio_uart=8 pirq_vtimer=5").unwrap();
         assert!(rates(&a, &b).is_err());
         // Different counters named.
-        let c = parse_exits("[hv] exits at counter 700000000 freq 62500000: total=40 wfi=30").unwrap();
+        let c =
+            parse_exits("[hv] exits at counter 700000000 freq 62500000: total=40 wfi=30").unwrap();
         assert!(rates(&a, &c).is_err());
         // Different frequency.
         let d = parse_exits("[hv] exits at counter 700000000 freq 1000: total=30 hvc_psci=2 wfi=20 mmio_uart=8 pirq_vtimer=5").unwrap();
@@ -533,18 +659,31 @@ mod tests {
     fn bare_run_copies_the_vm() {
         let vm = linux_vm();
         let args = bare_args(&vm, Path::new("/tmp/g.dtb"), false).unwrap();
-        let after = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].as_str());
-        assert_eq!(after("-M"), Some("virt,gic-version=3"), "no virtualization=on: Linux enters at EL1");
+        let after = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .map(|i| args[i + 1].as_str())
+        };
+        assert_eq!(
+            after("-M"),
+            Some("virt,gic-version=3"),
+            "no virtualization=on: Linux enters at EL1"
+        );
         assert_eq!(after("-smp"), Some(&*VCPUS.to_string()));
         assert_eq!(after("-m"), Some(&*format!("{MEM_MIB}M")));
         assert_eq!(after("-cpu"), Some(CPU));
         assert_eq!(after("-append"), vm.bootargs.as_deref());
         assert_eq!(after("-kernel"), vm.kernel.to_str());
-        assert_eq!(after("-initrd"), vm.ramdisk.as_deref().and_then(Path::to_str));
+        assert_eq!(
+            after("-initrd"),
+            vm.ramdisk.as_deref().and_then(Path::to_str)
+        );
         assert_eq!(after("-dtb"), Some("/tmp/g.dtb"));
         assert!(!args.iter().any(|a| a == "-icount"));
         let args = bare_args(&vm, Path::new("/tmp/g.dtb"), true).unwrap();
-        assert!(args.windows(2).any(|w| w[0] == "-icount" && w[1] == "shift=0"));
+        assert!(args
+            .windows(2)
+            .any(|w| w[0] == "-icount" && w[1] == "shift=0"));
     }
 
     #[test]
@@ -553,11 +692,22 @@ mod tests {
         let blob = guest_dtb(&vm).unwrap();
         let fdt = fdt::Fdt::new_unaligned(&blob).unwrap();
         let root = fdt.root();
-        let raw = |path: &str, name: &str| root.find_node(path).and_then(|n| n.raw_property(name)).map(|p| p.value.to_vec());
-        assert!(root.find_node(&format!("/cpus/cpu@{}", VCPUS - 1)).is_some());
+        let raw = |path: &str, name: &str| {
+            root.find_node(path)
+                .and_then(|n| n.raw_property(name))
+                .map(|p| p.value.to_vec())
+        };
+        assert!(root
+            .find_node(&format!("/cpus/cpu@{}", VCPUS - 1))
+            .is_some());
         assert!(root.find_node(&format!("/cpus/cpu@{VCPUS}")).is_none());
         let bootargs = raw("/chosen", "bootargs").unwrap();
-        assert_eq!(std::str::from_utf8(&bootargs).unwrap().trim_end_matches('\0'), vm.bootargs.unwrap());
+        assert_eq!(
+            std::str::from_utf8(&bootargs)
+                .unwrap()
+                .trim_end_matches('\0'),
+            vm.bootargs.unwrap()
+        );
         let reg = raw("/memory@40000000", "reg").unwrap();
         assert_eq!(reg[8..16], (MEM_MIB << 20).to_be_bytes());
         assert_eq!(raw("/intc@8000000", "compatible").unwrap(), b"arm,gic-v3\0");
@@ -571,7 +721,14 @@ mod tests {
 
     #[test]
     fn hbar_chart_has_every_row() {
-        let svg = hbar_chart("t", ("a", "b"), &[("wfi".into(), 10.0, 20.0), ("pirq_vtimer".into(), 0.0, 250.0)]);
+        let svg = hbar_chart(
+            "t",
+            ("a", "b"),
+            &[
+                ("wfi".into(), 10.0, 20.0),
+                ("pirq_vtimer".into(), 0.0, 250.0),
+            ],
+        );
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         // Background, 2 bars per row, 2 legend swatches.
         assert_eq!(svg.matches("<rect").count(), 1 + 4 + 2);

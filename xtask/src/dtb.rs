@@ -458,10 +458,19 @@ mod tests {
     fn chosen_settings_are_added_once() {
         let setting = [("blink,rejuvenate-interval-ms".to_string(), be_u32(3000))];
         for with_chosen in [true, false] {
-            let out = patch_dtb_with(&sample_base(with_chosen), &[vm("domU0")], &[vec![]], &setting).unwrap();
+            let out = patch_dtb_with(
+                &sample_base(with_chosen),
+                &[vm("domU0")],
+                &[vec![]],
+                &setting,
+            )
+            .unwrap();
             let fdt = Fdt::new_unaligned_fallible(&out).unwrap();
             let chosen = node(&fdt, "/chosen");
-            assert_eq!(prop(chosen, "blink,rejuvenate-interval-ms"), Some(&be_u32(3000)[..]));
+            assert_eq!(
+                prop(chosen, "blink,rejuvenate-interval-ms"),
+                Some(&be_u32(3000)[..])
+            );
             // Applying it twice would duplicate the property: refused.
             assert!(patch_dtb_with(&out, &[], &[], &setting).is_err());
         }

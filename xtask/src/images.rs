@@ -178,15 +178,35 @@ fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
     let dir_str = dir.to_str().context("target directory path is not UTF-8")?;
     run_cargo_env(
         root,
-        &["build", "-p", "hypervisor", "--target", HV_TARGET, "--release", "--target-dir", dir_str],
+        &[
+            "build",
+            "-p",
+            "hypervisor",
+            "--target",
+            HV_TARGET,
+            "--release",
+            "--target-dir",
+            dir_str,
+        ],
         &[("BLINK_BUILD_TAG", "next"), ("BLINK_HANDOFF_MINOR", "1")],
     )?;
     let bin = images_dir().join("hypervisor-next.bin");
-    objcopy_binary(objcopy, &dir.join(HV_TARGET).join("release").join("hypervisor"), &bin)?;
+    objcopy_binary(
+        objcopy,
+        &dir.join(HV_TARGET).join("release").join("hypervisor"),
+        &bin,
+    )?;
     let image = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     let out = next_image();
-    std::fs::write(&out, vmm::image_slot::package(&next_version(), platform::BOARD.name, &image))
-        .with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(
+        &out,
+        vmm::image_slot::package(
+            &next_version(),
+            platform::boards::qemu_virt::BOARD.name,
+            &image,
+        ),
+    )
+    .with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
 }
 
@@ -273,23 +293,6 @@ pub fn llvm_objcopy() -> Result<PathBuf> {
             path.display()
         )
     }
-}
-
-/// Fails unless both aarch64 targets are installed in the toolchain.
-pub fn check_rust_targets() -> Result<()> {
-    let lib = sysroot()?.join("lib/rustlib");
-    let missing: Vec<&str> = [GUEST_TARGET, HV_TARGET]
-        .into_iter()
-        .filter(|t| !lib.join(t).is_dir())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "rust target(s) {} not installed: run `rustup target add {}`",
-            missing.join(", "),
-            missing.join(" ")
-        );
-    }
-    Ok(())
 }
 
 /// Checks the 64-byte arm64 `Image` header the guest boot protocol relies on.

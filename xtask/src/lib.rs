@@ -16,6 +16,7 @@ pub mod linux;
 pub mod qemu;
 pub mod runner;
 pub mod scenario;
+pub mod toolchain;
 
 pub use runner::{LinePattern, QemuRun};
 pub use scenario::{QemuCommand, Scenario, SerialMode, VmSpec};

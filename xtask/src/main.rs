@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use xtask::{images, linux, qemu, Scenario, SerialMode, VmSpec};
+use xtask::{images, linux, qemu, toolchain, Scenario, SerialMode, VmSpec};
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +25,8 @@ enum Cmd {
     Build,
     /// Boot blink with some guests in QEMU, console on this terminal.
     Run(RunArgs),
-    /// Host unit tests, then build the images, then the QEMU integration tests.
+    /// fmt/clippy gate, host unit tests, then build the images, then the QEMU
+    /// integration tests.
     Test {
         /// Only the host unit tests (no aarch64 build, no QEMU).
         #[arg(long)]
@@ -203,6 +204,7 @@ fn bench(what: &str, quick: bool) -> Result<ExitCode> {
         bail!("--quick applies to `bench reload` only");
     }
     qemu::ensure()?;
+    toolchain::ensure()?;
     images::build()?;
     match what {
         "exits" => xtask::bench::exits()?,
@@ -214,7 +216,7 @@ fn bench(what: &str, quick: bool) -> Result<ExitCode> {
 }
 
 fn build() -> Result<ExitCode> {
-    images::check_rust_targets()?;
+    toolchain::ensure()?;
     let built = images::build()?;
     eprintln!(
         "xtask: built {} and {} guest image(s) in {}",
@@ -246,7 +248,7 @@ fn check_guests_exist(args: &ScenarioArgs) -> Result<()> {
 fn run(args: RunArgs) -> Result<ExitCode> {
     // A custom --hv image means "try this binary", so nothing to build.
     if !args.no_build && args.scenario.hv.is_none() {
-        images::check_rust_targets()?;
+        toolchain::ensure()?;
         images::build()?;
     }
     qemu::ensure()?;
@@ -315,7 +317,65 @@ fn linux_images(refresh: bool) -> Result<ExitCode> {
 }
 
 fn phase(n: u32, title: &str) {
-    eprintln!("\n==================== [{n}/3] {title} ====================");
+    eprintln!("\n==================== [{n}/4] {title} ====================");
+}
+
+/// Runs `cargo <args>` in the workspace root; fails if it fails.
+fn cargo_gate(args: &[&str]) -> Result<()> {
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = images::cargo()
+        .args(args)
+        .current_dir(xtask::workspace_root())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Formatting and lints of every crate, each for the target it is built
+/// for (the workspace's lint policy is in Cargo.toml).
+fn gates() -> Result<()> {
+    cargo_gate(&["fmt", "--all", "--check"])
+        .context("formatting differs: run `cargo fmt --all`")?;
+    cargo_gate(&[
+        "clippy",
+        "-p",
+        "vmm",
+        "-p",
+        "platform",
+        "-p",
+        "xtask",
+        "-p",
+        "tests",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo_gate(&[
+        "clippy",
+        "-p",
+        "hypervisor",
+        "--target",
+        images::HV_TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo_gate(&[
+        "clippy",
+        "-p",
+        "guests",
+        "--target",
+        images::GUEST_TARGET,
+        "--bins",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    Ok(())
 }
 
 /// Passed/failed counts summed over `test result:` lines.
@@ -368,32 +428,42 @@ fn test(host_only: bool) -> Result<ExitCode> {
 }
 
 fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
-    phase(1, "host unit tests");
+    phase(
+        1,
+        "formatting and lints (cargo fmt --check, cargo clippy -D warnings)",
+    );
+    toolchain::ensure().context("phase 1: the Rust toolchain lacks targets or components")?;
+    gates().context("phase 1 (fmt/clippy gate) failed")?;
+
+    phase(2, "host unit tests");
     cargo_test(
         &["test", "-p", "vmm", "-p", "platform", "-p", "xtask"],
         &[],
         tally,
     )
-    .context("phase 1 (host unit tests) failed")?;
+    .and_then(|()| {
+        // The QEMU test crate's own helpers (no QEMU needed).
+        cargo_test(&["test", "-p", "tests", "--lib"], &[], tally)
+    })
+    .context("phase 2 (host unit tests) failed")?;
     if host_only {
         eprintln!("xtask: --host-only: skipping the image build and the QEMU tests");
         return Ok(ExitCode::SUCCESS);
     }
 
-    phase(2, "build the aarch64 images");
-    images::check_rust_targets().context("phase 2 (image build) failed")?;
-    images::build().context("phase 2 (image build) failed")?;
+    phase(3, "build the aarch64 images");
+    images::build().context("phase 3 (image build) failed")?;
     // The Linux tests need Debian's kernel; fetched once, then cached.
     let lx = linux::prepare(false).context(
-        "phase 2: the Linux guest images (Debian kernel + busybox initramfs) could not be prepared",
+        "phase 3: the Linux guest images (Debian kernel + busybox initramfs) could not be prepared",
     )?;
     eprintln!(
         "xtask: linux: {} / {}",
         lx.kernel_package, lx.busybox_package
     );
 
-    phase(3, "QEMU integration tests (one at a time)");
-    let q = qemu::ensure().context("phase 3 (QEMU tests) failed")?;
+    phase(4, "QEMU integration tests (one at a time)");
+    let q = qemu::ensure().context("phase 4 (QEMU tests) failed")?;
     eprintln!(
         "xtask: using {} (QEMU {}.{}.{})",
         q.path.display(),
@@ -414,6 +484,6 @@ fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
         &[("BLINK_QEMU", q.path.as_os_str())],
         tally,
     )
-    .context("phase 3 (QEMU tests) failed")?;
+    .context("phase 4 (QEMU tests) failed")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -209,7 +209,10 @@ impl Scenario {
         }
         if let Some(next) = &self.next_image {
             if !next.is_file() {
-                bail!("{} is missing: run `cargo xtask build` first", next.display());
+                bail!(
+                    "{} is missing: run `cargo xtask build` first",
+                    next.display()
+                );
             }
         }
         for (i, vm) in self.vms.iter().enumerate() {
@@ -331,7 +334,7 @@ impl Scenario {
             args.push(format!(
                 "loader,file={},addr=0x{:x},force-raw=on",
                 qemu_opt_path(next)?,
-                platform::BOARD.image_slots[1].0
+                platform::boards::qemu_virt::BOARD.image_slots[1].0
             ));
         }
         for m in modules.iter().flatten() {

@@ -69,24 +69,33 @@ mod guest {
         );
         // Baseline: the loop itself, with no exit.
         report("loop_baseline", measure(|| core::hint::black_box(())));
-        report("hvc_roundtrip", measure(|| {
-            core::hint::black_box(psci::version());
-        }));
-        report("mmio_read", measure(|| {
-            // SAFETY: the console UART's flag register; reading it has no
-            // side effect.
-            core::hint::black_box(unsafe { core::ptr::read_volatile(UART_FR as *const u32) });
-        }));
+        report(
+            "hvc_roundtrip",
+            measure(|| {
+                core::hint::black_box(psci::version());
+            }),
+        );
+        report(
+            "mmio_read",
+            measure(|| {
+                // SAFETY: the console UART's flag register; reading it has no
+                // side effect.
+                core::hint::black_box(unsafe { core::ptr::read_volatile(UART_FR as *const u32) });
+            }),
+        );
         exception::set_irq_handler(on_irq);
         gic::enable_ppi(SGI);
         rt::enable_irqs();
-        report("virq_injection", measure(|| {
-            let before = SGIS_TAKEN.load(Ordering::Acquire);
-            gic::send_sgi_to_self(SGI);
-            while SGIS_TAKEN.load(Ordering::Acquire) == before {
-                core::hint::spin_loop();
-            }
-        }));
+        report(
+            "virq_injection",
+            measure(|| {
+                let before = SGIS_TAKEN.load(Ordering::Acquire);
+                gic::send_sgi_to_self(SGI);
+                while SGIS_TAKEN.load(Ordering::Acquire) == before {
+                    core::hint::spin_loop();
+                }
+            }),
+        );
         println!("bench: done");
         rt::halt()
     }

@@ -16,8 +16,8 @@ guests::entry!(guest::main);
 
 #[cfg(target_os = "none")]
 mod guest {
-    use guests::{print, println};
     use guests::rt::timer;
+    use guests::{print, println};
 
     pub fn main(_dtb: usize) -> ! {
         let freq = timer::frequency();

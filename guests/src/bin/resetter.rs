@@ -35,12 +35,17 @@ mod guest {
         let fresh = IMAGE_VALUE.swap(0xdead, Ordering::SeqCst) == IMAGE;
         if psci::start_secondary(1, secondary, 1) == psci::SUCCESS {
             let start = timer::counter();
-            while ONLINE.load(Ordering::SeqCst) < 2 && timer::counter() - start < timer::ms_to_ticks(2000) {
+            while ONLINE.load(Ordering::SeqCst) < 2
+                && timer::counter() - start < timer::ms_to_ticks(2000)
+            {
                 timer::delay_ms(1);
             }
         }
         let cpus = ONLINE.load(Ordering::SeqCst);
-        println!("resetter: boot fresh={} cpus={cpus}", if fresh { "yes" } else { "no" });
+        println!(
+            "resetter: boot fresh={} cpus={cpus}",
+            if fresh { "yes" } else { "no" }
+        );
         timer::delay_ms(500);
         println!("resetter: resetting");
         let err = psci::hvc(psci::SYSTEM_RESET, 0, 0, 0);

@@ -24,7 +24,6 @@ pub const MAX_CPUS: usize = 8;
 /// Guest-physical RAM base of every VM (and of QEMU `virt`).
 pub const RAM_BASE: u64 = 0x4000_0000;
 
-
 extern "Rust" {
     /// Defined by the binary through [`entry!`].
     fn __guest_main(dtb: usize) -> !;

@@ -15,11 +15,9 @@ _start:
     .ascii  "ARM\x64"               // magic
     .word   0                       // reserved
 
-// x0 = physical address of the device tree (boot protocol). A warm reload
-// (see core/rejuvenate.rs) also passes x1 = handoff block address,
-// x2 = WARM_MAGIC, x3 = the image slot this image was copied from and
-// x4 = the counter when the old image left; a boot loader passes zero in
-// x1-x3 (x4 is only read at a warm entry).
+// x0 = physical address of the device tree (boot protocol); x1-x4 are
+// passed on unchanged: at a warm entry they follow the warm-entry ABI
+// described once, in src/reload/mod.rs.
 primary_entry:
     mov     x19, x0
     mov     x21, x1
@@ -71,12 +69,13 @@ secondary_entry:
 // Per-CPU state every CPU needs before Rust: its own stack, the vectors,
 // and TPIDR_EL2 = logical CPU index. x20 = index. Clobbers x1-x3.
 cpu_common_setup:
-    cmp     x20, #8
+    ldr     x1, =HYP_MAX_CPUS       // linker constants (hypervisor/build.rs)
+    cmp     x20, x1
     b.hs    halt
     ldr     x1, =__stacks_start
+    ldr     x3, =HYP_STACK_SIZE
     add     x2, x20, #1
-    lsl     x2, x2, #16             // 64 KiB per CPU
-    add     x1, x1, x2
+    madd    x1, x2, x3, x1          // top of this CPU's stack
     mov     sp, x1
     msr     tpidr_el2, x20
     adr     x1, el2_vectors
@@ -87,8 +86,7 @@ cpu_common_setup:
 // Not entered at EL2: we cannot virtualize anything. Say so on the early
 // UART if we can (it works at any EL) and stop.
 not_el2:
-    ldr     x1, =__early_uart
-    ldr     x1, [x1]
+    ldr     x1, =HYP_EARLY_UART     // the console of the board linked for
     adr     x2, not_el2_msg
 3:  ldrb    w3, [x2], #1
     cbz     w3, halt

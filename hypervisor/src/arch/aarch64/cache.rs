@@ -33,5 +33,12 @@ pub fn clean_invalidate_to_poc(base: u64, len: u64) {
 
 pub fn invalidate_icache() {
     // SAFETY: invalidating the instruction cache has no effect on data.
-    unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!(
+            "ic ialluis",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }

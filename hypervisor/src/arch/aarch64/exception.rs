@@ -2,7 +2,7 @@
 //! useful and stop this CPU (the other CPUs and their guests keep running
 //! as long as they do not need this one).
 use super::regs::FaultFrame;
-use crate::core::console::EmergencyWriter;
+use crate::drivers::uart::EmergencyWriter;
 use core::fmt::Write;
 use vmm::esr::{ec_name, fsc_name, Esr};
 
@@ -26,7 +26,11 @@ extern "C" fn el2_fault(frame: &FaultFrame, kind: u64) {
         if e.il() { ", 32-bit insn" } else { "" },
     );
     let _ = write!(w, "\r\n");
-    let _ = write!(w, "[hv]   ELR={:#018x} FAR={:#018x} SPSR={:#x}\r\n", frame.elr, far, frame.spsr);
+    let _ = write!(
+        w,
+        "[hv]   ELR={:#018x} FAR={:#018x} SPSR={:#x}\r\n",
+        frame.elr, far, frame.spsr
+    );
     for row in 0..8 {
         let _ = write!(w, "[hv]  ");
         for col in 0..4 {

@@ -41,7 +41,12 @@ impl GicV2 {
             mmio_write(gicd + GICD_IPRIORITYR + i, 0xa0a0_a0a0);
         }
         mmio_write(gicd + GICD_CTLR, 1);
-        Self { gicd, gicc, gich, cpu_mask: Default::default() }
+        Self {
+            gicd,
+            gicc,
+            gich,
+            cpu_mask: Default::default(),
+        }
     }
 
     pub fn init_cpu(&self, cpu: usize) {
@@ -81,13 +86,19 @@ impl GicV2 {
 
     pub fn enable(&self, intid: u32, on: bool) {
         let reg = if on { GICD_ISENABLER } else { GICD_ICENABLER };
-        mmio_write(self.gicd + reg + (intid as usize / 32) * 4, 1 << (intid % 32));
+        mmio_write(
+            self.gicd + reg + (intid as usize / 32) * 4,
+            1 << (intid % 32),
+        );
         dsb_sy();
     }
 
     /// Clear an SPI's active state from any CPU (distributor, not GICC_DIR).
     pub fn clear_active(&self, intid: u32) {
-        mmio_write(self.gicd + GICD_ICACTIVER + (intid as usize / 32) * 4, 1 << (intid % 32));
+        mmio_write(
+            self.gicd + GICD_ICACTIVER + (intid as usize / 32) * 4,
+            1 << (intid % 32),
+        );
         dsb_sy();
     }
 

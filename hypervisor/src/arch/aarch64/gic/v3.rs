@@ -32,7 +32,12 @@ fn aff(mpidr: u64) -> u64 {
 impl GicV3 {
     /// Set up the distributor; locate each CPU's redistributor by the
     /// affinity in its GICR_TYPER.
-    pub fn new(gicd: usize, gicr_base: usize, gicr_size: usize, mpidrs: &[u64]) -> Result<Self, &'static str> {
+    pub fn new(
+        gicd: usize,
+        gicr_base: usize,
+        gicr_size: usize,
+        mpidrs: &[u64],
+    ) -> Result<Self, &'static str> {
         let mut gicr = Vec::new();
         for &m in mpidrs {
             let mut frame = gicr_base;
@@ -40,7 +45,8 @@ impl GicV3 {
                 if frame + 0x2_0000 > gicr_base + gicr_size {
                     break None;
                 }
-                let typer = mmio_read(frame + GICR_TYPER) as u64 | (mmio_read(frame + GICR_TYPER + 4) as u64) << 32;
+                let typer = mmio_read(frame + GICR_TYPER) as u64
+                    | (mmio_read(frame + GICR_TYPER + 4) as u64) << 32;
                 let a = typer >> 32;
                 let want = (aff(m) & 0xff_ffff) | ((aff(m) >> 32) << 24);
                 if a == want {
@@ -53,7 +59,11 @@ impl GicV3 {
             };
             gicr.push(found.ok_or("no redistributor matches a CPU's MPIDR")?);
         }
-        let g = Self { gicd, gicr, mpidr: mpidrs.to_vec() };
+        let g = Self {
+            gicd,
+            gicr,
+            mpidr: mpidrs.to_vec(),
+        };
         let lines = ((mmio_read(gicd + GICD_TYPER) & 0x1f) as usize + 1) * 32;
         mmio_write(gicd + GICD_CTLR, 0);
         for i in (32..lines).step_by(32) {
@@ -97,7 +107,11 @@ impl GicV3 {
     }
 
     pub fn enable(&self, cpu: usize, intid: u32, on: bool) {
-        let (base, i) = if intid < 32 { (self.gicr[cpu] + SGI_BASE, intid) } else { (self.gicd, intid) };
+        let (base, i) = if intid < 32 {
+            (self.gicr[cpu] + SGI_BASE, intid)
+        } else {
+            (self.gicd, intid)
+        };
         let reg = if on { GICD_ISENABLER } else { GICD_ICENABLER };
         mmio_write(base + reg + (i as usize / 32) * 4, 1 << (i % 32));
         dsb_sy();
@@ -105,7 +119,10 @@ impl GicV3 {
 
     /// Clear an SPI's active state from any CPU (distributor, not ICC_DIR_EL1).
     pub fn clear_active(&self, intid: u32) {
-        mmio_write(self.gicd + GICD_ICACTIVER + (intid as usize / 32) * 4, 1 << (intid % 32));
+        mmio_write(
+            self.gicd + GICD_ICACTIVER + (intid as usize / 32) * 4,
+            1 << (intid % 32),
+        );
         dsb_sy();
     }
 
@@ -119,7 +136,11 @@ impl GicV3 {
     pub fn send_sgi(&self, cpu: usize, intid: u32) {
         let m = self.mpidr[cpu];
         let aff0 = m & 0xf; // target list covers Aff0 0..15
-        let v = ((m >> 8) & 0xff) << 16 | ((m >> 16) & 0xff) << 32 | ((m >> 32) & 0xff) << 48 | (intid as u64) << 24 | (1 << aff0);
+        let v = ((m >> 8) & 0xff) << 16
+            | ((m >> 16) & 0xff) << 32
+            | ((m >> 32) & 0xff) << 48
+            | (intid as u64) << 24
+            | (1 << aff0);
         dsb_sy();
         write_sysreg!("s3_0_c12_c11_5", v); // ICC_SGI1R_EL1
         isb();
@@ -159,7 +180,10 @@ pub fn set_vmcr(v: u64) {
 }
 
 pub fn aprs() -> [u32; 2] {
-    [read_sysreg!("s3_4_c12_c8_0") as u32, read_sysreg!("s3_4_c12_c9_0") as u32]
+    [
+        read_sysreg!("s3_4_c12_c8_0") as u32,
+        read_sysreg!("s3_4_c12_c9_0") as u32,
+    ]
 }
 
 pub fn set_aprs(a: [u32; 2]) {

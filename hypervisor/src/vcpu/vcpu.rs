@@ -14,7 +14,11 @@ pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 
 /// EL1 state of vCPU `index` out of reset: MMU off, its MPIDR (Aff0 = index).
 fn reset_el1(index: usize) -> El1Context {
-    El1Context { sctlr_el1: SCTLR_EL1_RESET, vmpidr_el2: (1 << 31) | index as u64, ..El1Context::default() }
+    El1Context {
+        sctlr_el1: SCTLR_EL1_RESET,
+        vmpidr_el2: (1 << 31) | index as u64,
+        ..El1Context::default()
+    }
 }
 
 const POWER_OFF: u8 = 0;
@@ -76,7 +80,14 @@ impl Vcpu {
     /// vCPU 0 at VM start). Its home CPU performs the reset.
     pub fn request_on(&self, entry: u64, context: u64) -> bool {
         *self.boot.lock() = (entry, context);
-        self.power.compare_exchange(POWER_OFF, POWER_ON_PENDING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.power
+            .compare_exchange(
+                POWER_OFF,
+                POWER_ON_PENDING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Entry point and context of the last power-on request.

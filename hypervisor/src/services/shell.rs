@@ -1,9 +1,8 @@
-//! The hypervisor's own shell on the console (input focus `Ctrl-] h`).
-use super::image_slots::Target;
-use super::{heap, hyp};
-use crate::arch::aarch64::firmware;
-use crate::arch::aarch64::sysreg::{counter, counter_freq};
+//! The hypervisor's own shell on the console (input focus `Ctrl-] h`): a
+//! text front end to the control verbs (`control`), plus debug commands.
+use super::control;
 use alloc::string::String;
+use log::error;
 use spin::Mutex;
 
 static LINE: Mutex<String> = Mutex::new(String::new());
@@ -33,17 +32,13 @@ fn run(cmd: &str) {
             hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU)");
             hvprintln!("  debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
         }
-        "rejuvenate" => {
-            super::rejuvenate::request(Target::Current);
-        }
-        "upgrade" => {
-            super::rejuvenate::request(Target::Other);
-        }
-        "images" => super::image_slots::list(),
-        "debug-rejuvenate-corrupt" => super::rejuvenate::request_corrupted(),
+        "rejuvenate" => refused(control::rejuvenate()),
+        "upgrade" => refused(control::upgrade()),
+        "images" => images(),
+        "debug-rejuvenate-corrupt" => refused(control::rejuvenate_corrupted()),
         "reboot" => reboot(),
         "status" => status(),
-        "exits" => super::exit_stats::print(),
+        "exits" => crate::vcpu::stats::print(),
         "debug-fault" => debug_fault(),
         "debug-vm" => debug_vm(),
         other => match other.strip_prefix("debug-leak ") {
@@ -53,30 +48,69 @@ fn run(cmd: &str) {
     }
 }
 
-pub fn status() {
-    let h = hyp();
-    let (used, total) = heap::usage();
-    let secs = counter() / counter_freq();
+/// Print a refusal (nothing else to say on success: the verb reports its
+/// own progress).
+fn refused(r: Result<(), control::Refusal>) {
+    if let Err(why) = r {
+        error!("{}", why);
+    }
+}
+
+fn status() {
+    let s = control::status();
     hvprintln!(
         "uptime {} s, generation {}, heap {} KiB used of {} KiB, {} CPUs",
-        secs,
-        super::rejuvenate::GENERATION.load(core::sync::atomic::Ordering::Relaxed),
-        used / 1024,
-        total / 1024,
-        h.ncpus
+        s.uptime_s,
+        s.generation,
+        s.heap_used / 1024,
+        s.heap_total / 1024,
+        s.ncpus
     );
-    let gen = super::rejuvenate::GENERATION.load(core::sync::atomic::Ordering::Relaxed);
     hvprintln!(
         "aging: image up {} s, generation {} ({} warm reloads since the cold boot), heap {} bytes in use ({} bytes requested), largest free block {} KiB",
-        counter().saturating_sub(super::boot::image_entered()) / counter_freq(),
-        gen,
-        gen,
-        used,
-        heap::user_bytes(),
-        heap::largest_free_block() / 1024
+        s.image_age_s,
+        s.generation,
+        s.generation,
+        s.heap_used,
+        s.heap_requested,
+        s.largest_free_block / 1024
     );
-    for vm in &h.vms {
-        hvprintln!("vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.state(), vm.ram_size >> 20, vm.ram_pa, vm.vcpus.len());
+    for vm in &s.vms {
+        hvprintln!(
+            "vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs",
+            vm.id,
+            vm.name,
+            vm.state,
+            vm.ram_size >> 20,
+            vm.ram_pa,
+            vm.vcpus
+        );
+    }
+}
+
+fn images() {
+    for r in control::images() {
+        match r.content {
+            Ok(img) => hvprintln!(
+                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, for {}, checksum {:#010x} ok{}",
+                r.index,
+                r.base,
+                r.size / 1024,
+                img.version,
+                img.image_len,
+                img.board,
+                img.image_crc,
+                r.role
+            ),
+            Err(e) => hvprintln!(
+                "image slot {} at {:#x} ({} KiB): {}{}",
+                r.index,
+                r.base,
+                r.size / 1024,
+                e,
+                r.role
+            ),
+        }
     }
 }
 
@@ -87,46 +121,33 @@ pub fn status() {
 /// QEMU `virt`, so the next boot's counter readings give the cold path's
 /// length in the same units as the warm reload's figures.
 fn reboot() {
-    hvprintln!("reboot: resetting the machine (cold reboot) at counter {}", counter());
-    super::console::flush_all();
-    match super::rejuvenate::CONDUIT.get() {
-        Some(Some(c)) => {
-            let r = firmware::system_reset(*c);
-            // Only reached if the firmware refused.
-            hvprintln!("reboot: PSCI SYSTEM_RESET failed: {:?}", r);
-        }
-        _ => hvprintln!("reboot: no PSCI conduit in the device tree; cannot reset the machine"),
-    }
+    hvprintln!(
+        "reboot: resetting the machine (cold reboot) at counter {}",
+        crate::arch::aarch64::sysreg::counter()
+    );
+    let why = control::reboot();
+    hvprintln!("{}", why);
 }
 
-/// Leak `arg` KiB of hypervisor heap in 64 KiB pieces: the aging a warm
-/// reload is meant to clear (`status` shows it before and after).
 fn debug_leak(arg: &str) {
     let Ok(kib) = arg.parse::<usize>() else {
         hvprintln!("debug-leak: expected a size in KiB, got '{}'", arg);
         return;
     };
-    let (used, total) = heap::usage();
-    // Leave the heap at least half free: the point is to age it, not to
-    // starve the VMs' own bookkeeping.
-    if kib.saturating_mul(1024) > (total / 2).saturating_sub(used) {
-        hvprintln!("debug-leak: {} KiB refused: at most {} KiB may be leaked", kib, (total / 2).saturating_sub(used) / 1024);
-        return;
+    match control::leak(kib) {
+        Ok(()) => hvprintln!("debug-leak: leaked {} KiB of hypervisor heap", kib),
+        Err(why) => hvprintln!("{}", why),
     }
-    let mut left = kib * 1024;
-    while left > 0 {
-        let n = left.min(64 * 1024);
-        core::mem::forget(alloc::vec![0xa5u8; n]);
-        left -= n;
-    }
-    hvprintln!("debug-leak: leaked {} KiB of hypervisor heap", kib);
 }
 
 /// Deliberately take a data abort at EL2, to check that an unexpected
 /// exception is reported (decoded syndrome, registers) and stops only the
 /// CPU it happened on.
 fn debug_fault() {
-    hvprintln!("debug-fault: reading an unmapped address at EL2 on cpu {}", crate::arch::aarch64::sysreg::cpu_index());
+    hvprintln!(
+        "debug-fault: reading an unmapped address at EL2 on cpu {}",
+        crate::arch::aarch64::sysreg::cpu_index()
+    );
     // SAFETY: not sound on purpose: the address is unmapped in the EL2 page
     // tables, so the load faults and the fault handler stops this CPU.
     unsafe { core::ptr::read_volatile(0xdead_0000_0000 as *const u64) };
@@ -138,16 +159,35 @@ fn debug_fault() {
 fn debug_vm() {
     use crate::arch::aarch64::gic::gic;
     use crate::read_sysreg;
-    for vm in &super::hyp().vms {
+    for vm in &crate::vcpu::machine().vms {
         let v: vmm::handoff::VgicState = (&*vm.vgic.lock()).into();
         let u = vm.uart.lock();
-        hvprintln!("debug-vm {} '{}': uart imsc {:#x} ris {:#x} cr {:#x}, vgic ctlr {:#x}", vm.id, vm.name, u.snapshot().imsc, u.ris(), u.snapshot().cr, v.ctlr);
+        hvprintln!(
+            "debug-vm {} '{}': uart imsc {:#x} ris {:#x} cr {:#x}, vgic ctlr {:#x}",
+            vm.id,
+            vm.name,
+            u.snapshot().imsc,
+            u.ris(),
+            u.snapshot().cr,
+            v.ctlr
+        );
         drop(u);
         let busy = |i: &vmm::handoff::IrqState| i.pending || i.active || i.in_lr || i.hw.is_some();
         for (c, cpu) in v.cpus.iter().enumerate() {
             let vc = &vm.vcpus[c];
-            hvprintln!("  vcpu {}: {:?}, wake_at {}, lrs {:?}", c, vc.power_state(), vc.wake_at.load(core::sync::atomic::Ordering::Relaxed), cpu.lrs);
-            for (i, irq) in cpu.private.iter().enumerate().filter(|(i, irq)| busy(irq) || *i == 27) {
+            hvprintln!(
+                "  vcpu {}: {:?}, wake_at {}, lrs {:?}",
+                c,
+                vc.power_state(),
+                vc.wake_at.load(core::sync::atomic::Ordering::Relaxed),
+                cpu.lrs
+            );
+            for (i, irq) in cpu
+                .private
+                .iter()
+                .enumerate()
+                .filter(|(i, irq)| busy(irq) || *i == 27)
+            {
                 hvprintln!("    intid {}: {:?}", i, irq);
             }
         }

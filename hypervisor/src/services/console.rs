@@ -1,9 +1,9 @@
 //! The hypervisor's console: one physical UART shared by the hypervisor's
 //! own log and every VM's emulated PL011 (see `vmm::console` for the
 //! multiplexing rules), plus the `log` backend.
-use crate::drivers::pl011::Pl011;
-use core::fmt::Write;
+use crate::drivers::uart::Pl011;
 use alloc::collections::VecDeque;
+use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 use vmm::console::{ConsoleMux, Focus, InputAction};
@@ -27,14 +27,11 @@ static HOLDING: AtomicBool = AtomicBool::new(false);
 
 pub static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
 
-/// Address of the early UART, also read by boot.S when not entered at EL2.
-#[no_mangle]
-pub static mut __early_uart: usize = platform::BOARD.early_uart;
-
-pub fn init_early(base: usize) {
+pub fn init_early(port: platform::Uart) {
+    let platform::UartKind::Pl011 = port.kind;
     // SAFETY: the board description names the UART that is present; the MMU
     // is off or maps it as device memory.
-    let uart = unsafe { Pl011::new(base) };
+    let uart = unsafe { Pl011::new(port.base) };
     *CONSOLE.lock() = Some(Console { uart, mux: None });
 }
 
@@ -72,7 +69,12 @@ pub fn attach_vms(names: &[&str], focus_shell: bool) {
 /// A byte the guest wrote to its emulated UART.
 pub fn vm_output(vm: usize, byte: u8) {
     let mut guard = CONSOLE.lock();
-    if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
+    if let Some(Console {
+        uart,
+        mux: Some(mux),
+        ..
+    }) = guard.as_mut()
+    {
         mux.vm_output(vm, byte, &mut |b| uart.write_raw(b));
     }
 }
@@ -81,7 +83,12 @@ pub fn vm_output(vm: usize, byte: u8) {
 /// it has the input focus.
 pub fn vm_idle(vm: usize) {
     let mut guard = CONSOLE.lock();
-    if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
+    if let Some(Console {
+        uart,
+        mux: Some(mux),
+        ..
+    }) = guard.as_mut()
+    {
         mux.flush_focused(vm, &mut |b| uart.write_raw(b));
     }
 }
@@ -90,7 +97,12 @@ pub fn vm_idle(vm: usize) {
 /// the guests wrote is lost).
 pub fn flush_all() {
     let mut guard = CONSOLE.lock();
-    if let Some(Console { uart, mux: Some(mux), .. }) = guard.as_mut() {
+    if let Some(Console {
+        uart,
+        mux: Some(mux),
+        ..
+    }) = guard.as_mut()
+    {
         for vm in 0..mux.vm_count() {
             mux.flush_vm(vm, &mut |b| uart.write_raw(b));
         }
@@ -116,12 +128,14 @@ pub fn restore_pending(vm: usize, bytes: &[u8]) {
 
 /// Give VM `vm` one input byte; false if its receive FIFO is full.
 fn deliver(vm: usize, b: u8) -> bool {
-    let Some(vm) = super::hyp().vms.get(vm) else { return true };
+    let Some(vm) = crate::vcpu::machine().vms.get(vm) else {
+        return true;
+    };
     let mut u = vm.uart.lock();
     let taken = u.push_rx(b);
     let level = u.irq_level();
     drop(u);
-    super::exit::update_uart_irq(vm, level);
+    crate::vcpu::mmio::update_uart_irq(vm, level);
     taken
 }
 
@@ -173,7 +187,11 @@ fn input_for_vm(vm: usize, b: u8) {
     if q.len() >= BACKLOG_MAX {
         if BACKLOG_DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
             drop(q);
-            log::warn!("console: vm {} is not reading its input; dropping input beyond {} bytes", vm, BACKLOG_MAX);
+            log::warn!(
+                "console: vm {} is not reading its input; dropping input beyond {} bytes",
+                vm,
+                BACKLOG_MAX
+            );
         }
         return;
     }
@@ -216,28 +234,16 @@ pub fn poll_input() {
             InputAction::Help => {
                 let text = {
                     let guard = CONSOLE.lock();
-                    guard.as_ref().and_then(|c| c.mux.as_ref()).map(|m| m.help())
+                    guard
+                        .as_ref()
+                        .and_then(|c| c.mux.as_ref())
+                        .map(|m| m.help())
                 };
                 if let Some(t) = text {
                     write_fmt(format_args!("{}", t));
                 }
             }
         }
-    }
-}
-
-/// Last-resort output for fatal paths: never blocks on the console lock
-/// (the CPU that faulted may hold it).
-pub struct EmergencyWriter;
-
-impl Write for EmergencyWriter {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        // SAFETY: the board's UART address is valid; concurrent writers can
-        // at worst interleave characters, which is acceptable when dying.
-        let mut uart = unsafe { Pl011::new(platform::BOARD.early_uart) };
-        // Callers write explicit "\r\n" line ends.
-        uart.write_raw(s.as_bytes());
-        Ok(())
     }
 }
 

@@ -20,10 +20,11 @@ pub enum VmState {
     /// Powered off (SYSTEM_OFF) or stopped by the hypervisor.
     Stopped = 1,
     /// SYSTEM_RESET: its vCPUs are leaving their physical CPUs; the last
-    /// one to leave restarts the VM (see `exit::restart_vm`).
+    /// one to leave restarts the VM (see `lifecycle::restart_vm`).
     Resetting = 2,
-    /// One CPU is reloading its images; nothing of the VM runs.
-    Reloading = 3,
+    /// One CPU is restarting it (images copied again); nothing of the VM
+    /// runs.
+    Restarting = 3,
 }
 
 pub struct Vm {
@@ -43,10 +44,10 @@ pub struct Vm {
     /// Physical SPIs of passed-through devices, delivered to this VM.
     pub passthrough_intids: Vec<u32>,
     state: AtomicU8,
-    /// vCPUs of this VM currently loaded on a physical CPU (sched.rs): a
+    /// vCPUs of this VM currently loaded on a physical CPU (run.rs): a
     /// reset rewrites the VM only once this is zero.
     pub loaded: AtomicUsize,
-    /// How it was configured, to reload its images on SYSTEM_RESET: set
+    /// How it was configured, to copy its images again on SYSTEM_RESET: set
     /// when a cold boot creates it; after a warm reload looked up in the
     /// host device tree the first time it is needed (see [`Vm::config`]).
     /// Holds None if the device tree no longer describes it.
@@ -83,13 +84,19 @@ pub struct VmShape<'a> {
 }
 
 impl Vm {
-    /// The configuration a SYSTEM_RESET reloads the VM from. A warm reload
+    /// The configuration a SYSTEM_RESET restarts the VM from. A warm reload
     /// carries none in the handoff block: the host device tree (and the
     /// modules it names, which nothing overwrites) still describes the VM,
     /// and it is read here on first use rather than while every VM is
     /// paused for the reload.
     pub fn config(&self) -> Option<&VmConfig> {
-        self.config.call_once(|| super::boot::find_config(&self.name, self.ram_size, self.vcpus.len())).as_ref()
+        self.config
+            .call_once(|| {
+                super::machine()
+                    .upcalls
+                    .find_config(&self.name, self.ram_size, self.vcpus.len())
+            })
+            .as_ref()
     }
 
     /// Cold boot: the configuration it was created from.
@@ -125,9 +132,15 @@ impl Vm {
             cntvoff: shape.cntvoff,
             vgic: Mutex::new(shape.vgic),
             uart: Mutex::new(shape.uart),
-            vcpus: (0..shape.vcpus).map(|i| Vcpu::new(i, shape.pcpus[i])).collect(),
+            vcpus: (0..shape.vcpus)
+                .map(|i| Vcpu::new(i, shape.pcpus[i]))
+                .collect(),
             passthrough: shape.passthrough.to_vec(),
-            passthrough_intids: shape.passthrough.iter().flat_map(|d| d.intids.iter().copied()).collect(),
+            passthrough_intids: shape
+                .passthrough
+                .iter()
+                .flat_map(|d| d.intids.iter().copied())
+                .collect(),
             state: AtomicU8::new(VmState::Running as u8),
             loaded: AtomicUsize::new(0),
             config: spin::Once::new(),
@@ -139,29 +152,48 @@ impl Vm {
     /// Cold boot: copy the kernel (and ramdisk) from their modules into the
     /// VM's RAM, write its device tree, and return where vCPU 0 starts
     /// (entry, device tree IPA).
-    pub fn load_images(&self, cfg: &VmConfig, version: vmm::vgic::Version) -> Result<(u64, u64), String> {
+    pub fn load_images(
+        &self,
+        cfg: &VmConfig,
+        version: vmm::vgic::Version,
+    ) -> Result<(u64, u64), String> {
         let size = self.ram_size;
         let ram_pa = self.ram_pa;
         // SAFETY: the module regions were checked by the configuration parser
         // to lie in host RAM and outside every reserved region; they are
         // identity-mapped and nothing writes them.
-        let kernel = unsafe { core::slice::from_raw_parts(cfg.kernel.base as *const u8, cfg.kernel.size as usize) };
+        let kernel = unsafe {
+            core::slice::from_raw_parts(cfg.kernel.base as *const u8, cfg.kernel.size as usize)
+        };
         let koff = kernel_offset(kernel);
         // The device tree goes in the last 2 MiB, the ramdisk just below it.
         let dtb_off = size - 0x20_0000;
         let mut initrd = None;
         let mut top = dtb_off;
         if let Some(rd) = cfg.ramdisk {
-            let rd_off = dtb_off.checked_sub(rd.size).map(|o| o & !0xfff).unwrap_or(0);
+            let rd_off = dtb_off
+                .checked_sub(rd.size)
+                .map(|o| o & !0xfff)
+                .unwrap_or(0);
             if rd_off < koff + kernel.len() as u64 {
-                return Err(alloc::format!("memory too small for kernel + ramdisk ({} MiB)", size >> 20));
+                return Err(alloc::format!(
+                    "memory too small for kernel + ramdisk ({} MiB)",
+                    size >> 20
+                ));
             }
             copy_into(ram_pa + rd_off, rd.base, rd.size);
-            initrd = Some((layout::RAM_BASE + rd_off, layout::RAM_BASE + rd_off + rd.size));
+            initrd = Some((
+                layout::RAM_BASE + rd_off,
+                layout::RAM_BASE + rd_off + rd.size,
+            ));
             top = rd_off;
         }
         if koff + kernel.len() as u64 > top {
-            return Err(alloc::format!("kernel ({} bytes) does not fit in {} MiB", kernel.len(), size >> 20));
+            return Err(alloc::format!(
+                "kernel ({} bytes) does not fit in {} MiB",
+                kernel.len(),
+                size >> 20
+            ));
         }
         copy_into(ram_pa + koff, cfg.kernel.base, cfg.kernel.size);
         let fdt = vmm::guest_fdt::build(&vmm::guest_fdt::GuestFdtParams {
@@ -192,7 +224,7 @@ impl Vm {
         match self.state.load(Ordering::Acquire) {
             0 => VmState::Running,
             2 => VmState::Resetting,
-            3 => VmState::Reloading,
+            3 => VmState::Restarting,
             _ => VmState::Stopped,
         }
     }
@@ -202,7 +234,12 @@ impl Vm {
     pub fn begin_reset(&self) -> bool {
         let ok = self
             .state
-            .compare_exchange(VmState::Running as u8, VmState::Resetting as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(
+                VmState::Running as u8,
+                VmState::Resetting as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
             .is_ok();
         if ok {
             for v in &self.vcpus {
@@ -212,17 +249,27 @@ impl Vm {
         ok
     }
 
-    /// Claim the reload of a Resetting VM: true for exactly one caller.
-    pub fn claim_reload(&self) -> bool {
+    /// Claim the restart of a Resetting VM: true for exactly one caller.
+    pub fn claim_restart(&self) -> bool {
         self.state
-            .compare_exchange(VmState::Resetting as u8, VmState::Reloading as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(
+                VmState::Resetting as u8,
+                VmState::Restarting as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
             .is_ok()
     }
 
-    /// End of a reload: the VM runs again (unless it was stopped meanwhile).
-    pub fn finish_reload(&self) -> bool {
+    /// End of a restart: the VM runs again (unless it was stopped meanwhile).
+    pub fn finish_restart(&self) -> bool {
         self.state
-            .compare_exchange(VmState::Reloading as u8, VmState::Running as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(
+                VmState::Restarting as u8,
+                VmState::Running as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
             .is_ok()
     }
 

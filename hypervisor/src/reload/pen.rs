@@ -1,4 +1,4 @@
-//! The holding pen (code in `reload.S`): where secondary CPUs wait while a
+//! The holding pen (code in `arch/aarch64/reload.S`): where secondary CPUs wait while a
 //! warm reload replaces the image, instead of being powered off and on
 //! through PSCI — which costs tens of milliseconds, and which spin-table
 //! boards (the Raspberry Pi 4) cannot do at all.
@@ -11,9 +11,10 @@
 //! CPU's entry point and wakes them with SEV. CPUs that are not in the pen
 //! (or a pen page that does not validate) get PSCI CPU_ON as at a cold boot.
 use crate::arch::aarch64::cache;
+use crate::board::board;
+use crate::vcpu::MAX_CPUS;
 use crate::write_sysreg;
 use core::ptr::{read_volatile, write_volatile};
-use platform::BOARD;
 
 /// From the board's trampoline address (the trampoline itself is < 4 KiB).
 const PEN_OFFSET: u64 = 0x1_0000;
@@ -23,7 +24,6 @@ const MAILBOX_OFF: u64 = 0x800;
 /// we run on; CTR_EL0.CWG is checked in `prepare`): a CPU cleaning its own
 /// mailbox's line must never write back a neighbour's stale word.
 const MAILBOX_SIZE: u64 = 128;
-const MAX_CPUS: usize = 8;
 const MAGIC: u64 = u64::from_le_bytes(*b"BLINKPEN");
 const PARKED: u64 = 1;
 
@@ -33,7 +33,7 @@ extern "C" {
 }
 
 fn base() -> u64 {
-    BOARD.trampoline + PEN_OFFSET
+    board().trampoline + PEN_OFFSET
 }
 
 fn mailbox(cpu: usize) -> u64 {
@@ -61,7 +61,12 @@ fn write_through(addr: u64, value: u64) {
 /// used (then the secondaries are powered off instead).
 pub fn prepare(ncpus: usize) -> bool {
     // SAFETY: linker symbols delimit the pen code in reload.S.
-    let (start, end) = unsafe { (&holding_pen as *const u8 as u64, &holding_pen_end as *const u8 as u64) };
+    let (start, end) = unsafe {
+        (
+            &holding_pen as *const u8 as u64,
+            &holding_pen_end as *const u8 as u64,
+        )
+    };
     let len = end - start;
     let cwg = (crate::read_sysreg!(ctr_el0) >> 24) & 0xf;
     let granule = if cwg == 0 { 2048 } else { 4u64 << cwg };
@@ -74,7 +79,11 @@ pub fn prepare(ncpus: usize) -> bool {
     // code is position independent.
     unsafe {
         core::ptr::copy_nonoverlapping(start as *const u8, base() as *mut u8, len as usize);
-        core::ptr::write_bytes((base() + MAILBOX_OFF) as *mut u8, 0, MAX_CPUS * MAILBOX_SIZE as usize);
+        core::ptr::write_bytes(
+            (base() + MAILBOX_OFF) as *mut u8,
+            0,
+            MAX_CPUS * MAILBOX_SIZE as usize,
+        );
         write_volatile((base() + HEADER_OFF) as *mut u64, MAGIC);
         write_volatile((base() + HEADER_OFF + 8) as *mut u64, ncpus as u64);
     }

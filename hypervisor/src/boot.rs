@@ -1,13 +1,21 @@
-//! Bring-up: from the device tree to running VMs.
-use super::vm::{Vm, VmShape};
-use super::{console, heap, holding_pen, image_slots, publish, rejuvenate, sched, Hyp};
-use crate::arch::aarch64::firmware::{self, Conduit};
-use crate::arch::aarch64::gic::{self, Gic, GIC, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK};
-use crate::arch::aarch64::{mmu, sysreg};
-use crate::{read_sysreg, write_sysreg};
+//! Bring-up: from the device tree to running VMs. A cold boot creates the
+//! VMs from their configuration; a warm entry (see the ABI in
+//! `reload/mod.rs`) hands them to `reload::resume` instead, and both meet
+//! again to publish the machine and enter the run loop.
+use crate::arch::aarch64::gic::{
+    self, Gic, GIC, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK,
+};
+use crate::arch::aarch64::{mmu, sysreg, traps};
+use crate::board::board;
+use crate::drivers::psci::{self, Conduit};
+use crate::drivers::uart::EmergencyWriter;
+use crate::heap;
+use crate::reload::{self, pen, periodic, resume, slots, WarmEntry};
+use crate::services::console;
+use crate::vcpu::vm::{Vm, VmShape};
+use crate::vcpu::{self, run, Machine, MAX_CPUS, MAX_VMS, STARTED_CPUS};
 use alloc::vec::Vec;
 use log::{error, info};
-use platform::BOARD;
 use vmm::config::{host_info, parse_vms, GicRegs, HostInfo, Limits, PsciMethod};
 use vmm::memory::{Region, RegionSet};
 use vmm::vgic::{Version, Vgic};
@@ -17,7 +25,7 @@ const MIB: u64 = 1 << 20;
 /// Stop with a message on the early console.
 pub fn fatal(msg: core::fmt::Arguments) -> ! {
     use core::fmt::Write;
-    let _ = write!(console::EmergencyWriter, "[hv] FATAL: {}\r\n", msg);
+    let _ = write!(EmergencyWriter, "[hv] FATAL: {}\r\n", msg);
     halt()
 }
 
@@ -25,22 +33,6 @@ pub fn halt() -> ! {
     loop {
         sysreg::wfi();
     }
-}
-
-/// EL2 controls every CPU needs before running guests.
-fn init_el2_controls() {
-    // No FP/SIMD or trace traps (bit 10 TFP = 0); RES1 bits.
-    write_sysreg!(cptr_el2, 0x33ff);
-    // Guests may read the physical counter but not program the physical
-    // timer (they have the virtual one).
-    // Also an event stream (EVNTEN, bit 15 of the counter: every ~0.5 ms at
-    // 62.5 MHz) so that WFE-based waits between CPUs cannot sleep forever.
-    write_sysreg!(cnthctl_el2, 1 | (1 << 2) | (15 << 4));
-    write_sysreg!(cntvoff_el2, 0);
-    let pa_range = read_sysreg!(id_aa64mmfr0_el1) & 0xf;
-    write_sysreg!(vtcr_el2, vmm::stage2::vtcr(pa_range));
-    write_sysreg!(hcr_el2, 0);
-    sysreg::isb();
 }
 
 fn enable_cpu_interrupts(g: &Gic, cpu: usize) {
@@ -53,7 +45,10 @@ fn enable_cpu_interrupts(g: &Gic, cpu: usize) {
 /// The device tree blob at `addr`, after checking its header.
 fn device_tree(addr: usize) -> &'static [u8] {
     if addr == 0 || !addr.is_multiple_of(8) {
-        fatal(format_args!("device tree: none passed in x0 (got {:#x})", addr));
+        fatal(format_args!(
+            "device tree: none passed in x0 (got {:#x})",
+            addr
+        ));
     }
     // SAFETY: the boot protocol puts a device tree in RAM at x0; we read its
     // 8-byte header first and trust `totalsize` only after checking the magic
@@ -62,7 +57,10 @@ fn device_tree(addr: usize) -> &'static [u8] {
     let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
     if magic != 0xd00d_feed {
-        fatal(format_args!("device tree: bad magic {:#x} at {:#x}", magic, addr));
+        fatal(format_args!(
+            "device tree: bad magic {:#x} at {:#x}",
+            magic, addr
+        ));
     }
     if !(40..=(64 << 20)).contains(&size) {
         fatal(format_args!("device tree: implausible size {} bytes", size));
@@ -75,107 +73,70 @@ extern "C" {
     fn secondary_entry();
 }
 
-/// Bit per CPU this image started (CPU 0, and each secondary released from
-/// the holding pen or started by PSCI): a reload waits for all of them to
-/// be online first.
-pub static STARTED_CPUS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
-
-/// Counter value when this image was entered (its age, for `status`).
-static IMAGE_ENTERED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-pub fn image_entered() -> u64 {
-    IMAGE_ENTERED.load(core::sync::atomic::Ordering::Relaxed)
-}
-
+/// The primary CPU's entry from boot.S, with x0-x4 as the boot protocol or
+/// the warm-entry ABI (`reload/mod.rs`) passed them.
 #[no_mangle]
-extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, slot_base: u64, t_jump: u64) -> ! {
+extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: u64) -> ! {
     let t_entry = sysreg::counter();
-    IMAGE_ENTERED.store(t_entry, core::sync::atomic::Ordering::Relaxed);
-    let warm = magic == rejuvenate::WARM_MAGIC && handoff_addr == BOARD.handoff.0;
-    console::init_early(BOARD.early_uart);
+    reload::set_image_entered(t_entry);
+    let warm = WarmEntry::from_entry(x1, x2, x3, x4);
+    console::init_early(board().console);
     heap::init();
     console::init_logger();
-    init_el2_controls();
+    traps::init_el2();
     let dtb = device_tree(dtb_addr);
     let info = match host_info(dtb) {
         Ok(i) => i,
         Err(e) => fatal(format_args!("device tree: {}", e)),
     };
     let info = HOST_INFO.call_once(|| info);
-    let ncpus = info.cpus.len().min(8);
-    let mut devices: Vec<(u64, u64)> = Vec::new();
-    devices.push((info.uart.base, info.uart.size.max(0x1000)));
-    devices.push((info.gic.gicd.base, info.gic.gicd.size));
-    match info.gic.regs {
-        GicRegs::V2 { gicc, gich, .. } => {
-            devices.push((gicc.base, gicc.size));
-            devices.push((gich.base, gich.size));
-        }
-        GicRegs::V3 { gicr } => devices.push((gicr.base, gicr.size)),
-    }
-    let ram: Vec<(u64, u64)> = info.ram.iter().map(|r| (r.base, r.size)).collect();
-    if let Err(e) = mmu::init_primary(&ram, &devices) {
-        fatal(format_args!("EL2 page tables: {:?}", e));
-    }
-    let mpidrs: Vec<u64> = info.cpus.iter().take(ncpus).map(|c| c.mpidr).collect();
-    let g = match info.gic.regs {
-        GicRegs::V2 { gicc, gich, .. } => {
-            Gic::V2(gic::v2::GicV2::new(info.gic.gicd.base as usize, gicc.base as usize, gich.base as usize))
-        }
-        GicRegs::V3 { gicr } => match gic::v3::GicV3::new(
-            info.gic.gicd.base as usize,
-            gicr.base as usize,
-            gicr.size as usize,
-            &mpidrs,
-        ) {
-            Ok(g) => Gic::V3(g),
-            Err(e) => fatal(format_args!("GIC: {}", e)),
-        },
+    let max_cpus = match crate::board::confirm(&info.compatible) {
+        Ok(b) => b.max_cpus,
+        Err(e) => fatal(format_args!("board: {}", e)),
     };
-    let g = GIC.call_once(|| g);
-    enable_cpu_interrupts(g, 0);
+    let ncpus = info.cpus.len().min(max_cpus).min(MAX_CPUS);
+    let mpidrs: Vec<u64> = info.cpus.iter().take(ncpus).map(|c| c.mpidr).collect();
+    let g = init_el2_mmu_gic(info, &mpidrs);
     hvprintln!(
         "{} on {}: EL2, {} CPUs, GICv{}",
-        image_slots::VERSION,
-        BOARD.name,
+        crate::VERSION,
+        board().name,
         ncpus,
         if g.version() == Version::V3 { 3 } else { 2 }
     );
     let (heap_used, heap_total) = heap::usage();
-    info!("heap {} KiB of {} KiB in use, {} list registers", heap_used / 1024, heap_total / 1024, g.nr_lrs());
-
-    rejuvenate::CONDUIT.call_once(|| match (BOARD.cpu_start, info.psci) {
+    info!(
+        "heap {} KiB of {} KiB in use, {} list registers",
+        heap_used / 1024,
+        heap_total / 1024,
+        g.nr_lrs()
+    );
+    psci::init(match (board().cpu_start, info.psci) {
         (platform::CpuStart::Psci, Some(PsciMethod::Smc)) => Some(Conduit::Smc),
         (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Some(Conduit::Hvc),
         _ => None,
     });
     let t_el2_ready = sysreg::counter();
-    start_secondaries(&info, ncpus, warm);
+    start_secondaries(info, ncpus, warm.is_some());
     let gicv = match info.gic.regs {
         GicRegs::V2 { gicv, .. } => Some(gicv.base),
         GicRegs::V3 { .. } => None,
     };
-    let mut resumed = None;
-    let vms = if warm {
-        hvprintln!("warm entry: handoff block at {:#x}", handoff_addr);
-        let result = rejuvenate::resume(handoff_addr, &info, g, ncpus, gicv);
-        // Whatever happens, this block is never used again.
-        rejuvenate::consume(handoff_addr);
-        image_slots::adopt(slot_base, result.as_ref().ok().and_then(|(_, ho, _)| ho.prev_image.map(|r| r.base)));
-        match result {
-            Ok((vms, ho, t_parsed)) => {
-                rejuvenate::GENERATION.store(ho.generation + 1, core::sync::atomic::Ordering::Relaxed);
-                resumed = Some((ho, [t_parsed, sysreg::counter()]));
-                vms
-            }
+    let (vms, resumed) = match &warm {
+        Some(w) => match resume::vms(w, info, g, ncpus, gicv) {
+            Ok(mut r) => (core::mem::take(&mut r.vms), Some(r)),
             Err(e) => {
-                error!("handoff block refused: {}; cold-booting the VMs from their configuration", e);
-                create_vms(dtb, dtb_addr as u64, &info, ncpus, g, gicv)
+                error!(
+                    "handoff block refused: {}; cold-booting the VMs from their configuration",
+                    e
+                );
+                (create_vms(dtb, dtb_addr as u64, info, ncpus, g, gicv), None)
             }
+        },
+        None => {
+            slots::stage_self();
+            (create_vms(dtb, dtb_addr as u64, info, ncpus, g, gicv), None)
         }
-    } else {
-        image_slots::stage_self();
-        create_vms(dtb, dtb_addr as u64, &info, ncpus, g, gicv)
     };
     let uart_intid = info.uart.intid();
     if let Some(i) = uart_intid {
@@ -183,43 +144,58 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
         g.enable(0, i, true);
     }
     // Physical interrupts of passed-through devices go to the CPU of their
-    // VM's first vCPU, which forwards them (see sched::handle_irqs).
+    // VM's first vCPU, which forwards them (see vcpu::irq).
     for vm in &vms {
         for &intid in &vm.passthrough_intids {
             g.route_spi(intid, vm.vcpus[0].pcpu);
             g.enable(vm.vcpus[0].pcpu, intid, true);
-            info!("vm {} '{}': owns physical interrupt {}", vm.id, vm.name, intid);
+            info!(
+                "vm {} '{}': owns physical interrupt {}",
+                vm.id, vm.name, intid
+            );
         }
     }
     // After a warm reload, input stays with the shell `rejuvenate` was typed in.
-    console::attach_vms(&vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), resumed.is_some());
-    if let Some((ho, _)) = &resumed {
-        for (i, s) in ho.vms.iter().enumerate() {
+    console::attach_vms(
+        &vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        resumed.is_some(),
+    );
+    if let Some(r) = &resumed {
+        for (i, s) in r.handoff.vms.iter().enumerate() {
             console::restore_pending(i, &s.console_pending);
         }
     }
-    let h = publish(Hyp {
+    let h = vcpu::publish(Machine {
         vms,
         ncpus,
         uart_intid,
         online: core::sync::atomic::AtomicUsize::new(0),
-        cpu_mpidrs: mpidrs.clone(),
+        cpu_mpidrs: mpidrs,
         dtb: dtb_addr as u64,
+        upcalls: &crate::upcalls::WIRING,
     });
     match resumed {
-        Some((ho, [t_parsed, t_rebuilt])) => {
+        Some(r) => {
             let t_resumed = sysreg::counter();
             for vm in &h.vms {
-                hvprintln!("vm {} '{}': resumed, {} MiB at {:#x}, {} vCPUs", vm.id, vm.name, vm.ram_size / MIB, vm.ram_pa, vm.vcpus.len());
+                hvprintln!(
+                    "vm {} '{}': resumed, {} MiB at {:#x}, {} vCPUs",
+                    vm.id,
+                    vm.name,
+                    vm.ram_size / MIB,
+                    vm.ram_pa,
+                    vm.vcpus.len()
+                );
             }
-            rejuvenate::report(
-                &ho,
+            let t_jump = warm.map(|w| w.t_jump).unwrap_or(0);
+            resume::report(
+                &r.handoff,
                 &[
                     ("trampoline", t_jump),
                     ("new_image_entry", t_entry),
                     ("el2_ready", t_el2_ready),
-                    ("handoff_parsed", t_parsed),
-                    ("vms_rebuilt", t_rebuilt),
+                    ("handoff_parsed", r.t_parsed),
+                    ("vms_rebuilt", r.t_rebuilt),
                     ("resumed", t_resumed),
                 ],
             )
@@ -249,29 +225,79 @@ extern "C" fn rust_primary_main(dtb_addr: usize, handoff_addr: u64, magic: u64, 
     }
     if let Some(ms) = info.rejuvenate_interval_ms {
         info!("periodic warm reload every {} ms", ms);
-        rejuvenate::set_periodic(ms, t_entry);
+        periodic::set(ms, t_entry);
     }
-    sched::cpu_loop(0)
+    run::cpu_loop(0)
 }
 
+/// The hypervisor's own page tables (RAM and the devices it drives) and
+/// the physical GIC, with this CPU's interface enabled.
+fn init_el2_mmu_gic(info: &HostInfo, mpidrs: &[u64]) -> &'static Gic {
+    let mut devices: Vec<(u64, u64)> = Vec::new();
+    devices.push((info.uart.base, info.uart.size.max(0x1000)));
+    devices.push((info.gic.gicd.base, info.gic.gicd.size));
+    match info.gic.regs {
+        GicRegs::V2 { gicc, gich, .. } => {
+            devices.push((gicc.base, gicc.size));
+            devices.push((gich.base, gich.size));
+        }
+        GicRegs::V3 { gicr } => devices.push((gicr.base, gicr.size)),
+    }
+    let ram: Vec<(u64, u64)> = info.ram.iter().map(|r| (r.base, r.size)).collect();
+    if let Err(e) = mmu::init_primary(&ram, &devices) {
+        fatal(format_args!("EL2 page tables: {:?}", e));
+    }
+    let g = match info.gic.regs {
+        GicRegs::V2 { gicc, gich, .. } => Gic::V2(gic::v2::GicV2::new(
+            info.gic.gicd.base as usize,
+            gicc.base as usize,
+            gich.base as usize,
+        )),
+        GicRegs::V3 { gicr } => {
+            match gic::v3::GicV3::new(
+                info.gic.gicd.base as usize,
+                gicr.base as usize,
+                gicr.size as usize,
+                mpidrs,
+            ) {
+                Ok(g) => Gic::V3(g),
+                Err(e) => fatal(format_args!("GIC: {}", e)),
+            }
+        }
+    };
+    let g = GIC.call_once(|| g);
+    enable_cpu_interrupts(g, 0);
+    g
+}
+
+/// Start CPUs 1..ncpus: from the holding pen after a warm reload, else (or
+/// for any not parked there) the board's way.
 fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
     // After a warm reload the old image's secondaries wait in the holding
-    // pen; only a warm entry may trust it (see holding_pen).
-    let released = if warm { holding_pen::release(ncpus, secondary_entry as *const () as u64) } else { 0 };
+    // pen; only a warm entry may trust it (see reload::pen).
+    let released = if warm {
+        pen::release(ncpus, secondary_entry as *const () as u64)
+    } else {
+        0
+    };
     if released != 0 {
-        info!("{} secondary CPU(s) released from the holding pen", released.count_ones());
+        info!(
+            "{} secondary CPU(s) released from the holding pen",
+            released.count_ones()
+        );
         STARTED_CPUS.fetch_or(released as usize, core::sync::atomic::Ordering::AcqRel);
     }
     if released.count_ones() as usize + 1 >= ncpus {
         return;
     }
-    let conduit = match (BOARD.cpu_start, info.psci) {
-        (platform::CpuStart::Psci, Some(PsciMethod::Smc)) => Conduit::Smc,
-        (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Conduit::Hvc,
-        _ => {
-            if ncpus > 1 {
-                error!("no PSCI in the device tree: running on the boot CPU only");
-            }
+    let conduit = match (board().cpu_start, psci::conduit()) {
+        (platform::CpuStart::Psci, Some(c)) => c,
+        (platform::CpuStart::Psci, None) => {
+            error!("no PSCI in the device tree: running on the boot CPU only");
+            return;
+        }
+        (platform::CpuStart::SpinTable, _) => {
+            error!("board '{}' starts CPUs by spin table, which this build cannot do yet: running on the boot CPU only", board().name);
             return;
         }
     };
@@ -279,7 +305,12 @@ fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
         if released & (1 << i) != 0 {
             continue;
         }
-        match firmware::cpu_on(conduit, cpu.mpidr, secondary_entry as *const () as u64, i as u64) {
+        match psci::cpu_on(
+            conduit,
+            cpu.mpidr,
+            secondary_entry as *const () as u64,
+            i as u64,
+        ) {
             Ok(_) => {
                 STARTED_CPUS.fetch_or(1 << i, core::sync::atomic::Ordering::AcqRel);
             }
@@ -290,43 +321,61 @@ fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
 
 #[no_mangle]
 extern "C" fn rust_secondary_main(index: usize) -> ! {
-    init_el2_controls();
+    traps::init_el2();
     mmu::init_secondary();
     let g = GIC.wait();
     enable_cpu_interrupts(g, index);
     hvprintln!("cpu {} online", index);
-    super::wait_published();
-    sched::cpu_loop(index)
+    vcpu::wait_published();
+    run::cpu_loop(index)
 }
 
 /// Memory nothing else may use: the board's, the hypervisor's, the device tree's.
 fn reserved_regions(dtb: &[u8], dtb_addr: u64, info: &HostInfo) -> Vec<Region> {
-    let (hyp_base, hyp_size) = BOARD.hyp_region;
+    let (hyp_base, hyp_size) = board().hyp_region;
     let mut reserved = info.reserved.clone();
     reserved.push(Region::new(hyp_base, hyp_size));
-    reserved.push(Region::new(dtb_addr & !0xfff, (dtb.len() as u64 + 0xfff) & !0xfff));
+    reserved.push(Region::new(
+        dtb_addr & !0xfff,
+        (dtb.len() as u64 + 0xfff) & !0xfff,
+    ));
     reserved
 }
 
 fn vm_limits(reserved: &[Region], info: &HostInfo) -> Limits {
-    Limits { max_vcpus: vmm::layout::MAX_VCPUS, max_vms: 16, reserved: reserved.to_vec(), ram: info.ram.clone() }
+    Limits {
+        max_vcpus: vmm::layout::MAX_VCPUS,
+        max_vms: MAX_VMS,
+        reserved: reserved.to_vec(),
+        ram: info.ram.clone(),
+    }
 }
 
 /// What the host device tree says about the machine, kept for
 /// [`find_config`].
 static HOST_INFO: spin::Once<HostInfo> = spin::Once::new();
 
-/// After a warm reload (see `Vm::config`): the configuration in the host
+/// After a warm reload (see `Vm::config`, asked through `vcpu::Upcalls`): the configuration in the host
 /// device tree of the VM with this name and shape, if there is one.
 pub fn find_config(name: &str, ram_size: u64, vcpus: usize) -> Option<vmm::config::VmConfig> {
-    let (info, dtb_addr) = (HOST_INFO.get()?, super::hyp().dtb);
+    let (info, dtb_addr) = (HOST_INFO.get()?, vcpu::machine().dtb);
     let dtb = device_tree(dtb_addr as usize);
     let reserved = reserved_regions(dtb, dtb_addr, info);
     let parsed = parse_vms(dtb, &vm_limits(&reserved, info)).ok()?;
-    parsed.vms.into_iter().find(|c| c.name == name && c.memory == ram_size && c.vcpus == vcpus)
+    parsed
+        .vms
+        .into_iter()
+        .find(|c| c.name == name && c.memory == ram_size && c.vcpus == vcpus)
 }
 
-fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic, gicv: Option<u64>) -> Vec<Vm> {
+fn create_vms(
+    dtb: &[u8],
+    dtb_addr: u64,
+    info: &HostInfo,
+    ncpus: usize,
+    g: &Gic,
+    gicv: Option<u64>,
+) -> Vec<Vm> {
     let reserved = reserved_regions(dtb, dtb_addr, info);
     let limits = vm_limits(&reserved, info);
     let parsed = match parse_vms(dtb, &limits) {
@@ -345,7 +394,10 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic,
         let _ = free.remove(r);
     }
     for c in &parsed.vms {
-        let _ = free.remove(Region::new(c.kernel.base & !0xfff, (c.kernel.size + 0x1fff) & !0xfff));
+        let _ = free.remove(Region::new(
+            c.kernel.base & !0xfff,
+            (c.kernel.size + 0x1fff) & !0xfff,
+        ));
         if let Some(rd) = c.ramdisk {
             let _ = free.remove(Region::new(rd.base & !0xfff, (rd.size + 0x1fff) & !0xfff));
         }
@@ -361,7 +413,11 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic,
             None => match free.alloc(cfg.memory, 2 * MIB) {
                 Some(b) => b,
                 None => {
-                    error!("{}: not enough free memory for {} MiB; VM not created", cfg.path, cfg.memory / MIB);
+                    error!(
+                        "{}: not enough free memory for {} MiB; VM not created",
+                        cfg.path,
+                        cfg.memory / MIB
+                    );
                     continue;
                 }
             },
@@ -381,7 +437,9 @@ fn create_vms(dtb: &[u8], dtb_addr: u64, info: &HostInfo, ncpus: usize, g: &Gic,
             cntvoff: sysreg::counter(),
             pcpus: &pcpus,
         };
-        match Vm::build(shape).and_then(|vm| vm.load_images(cfg, g.version()).map(|start| (vm, start))) {
+        match Vm::build(shape)
+            .and_then(|vm| vm.load_images(cfg, g.version()).map(|start| (vm, start)))
+        {
             Ok((vm, (entry, dtb))) => {
                 vm.set_config(cfg.clone());
                 hvprintln!(

@@ -7,23 +7,21 @@
 //! single vCPU, its context stays loaded and WFI is handled by waiting at
 //! EL2 with the guest's timer armed: no context switch at all.
 use super::exit::{handle_sync, Next};
-use super::exit_stats::{self, Kind};
+use super::stats::{self, Kind};
 use super::vcpu::Vcpu;
 use super::vm::{Vm, VmState};
-use super::{console, hyp, rejuvenate};
-use crate::arch::aarch64::gic::{gic, PPI_HYP_TIMER, PPI_MAINTENANCE, PPI_VTIMER, SGI_KICK, SPURIOUS};
+use super::{irq, machine, quiesce};
+use crate::arch::aarch64::gic::gic;
 use crate::arch::aarch64::regs::{run_guest, ExitKind};
 use crate::arch::aarch64::sysreg::{counter, counter_freq, isb, wfi};
-use crate::{read_sysreg, write_sysreg};
+use crate::arch::aarch64::timer::{arm_hyp_timer, disarm_hyp_timer, vtimer_deadline, vtimer_off};
+use crate::arch::aarch64::traps::TrapPolicy;
+use crate::write_sysreg;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use log::warn;
 use vmm::vgic::LrState;
 
-/// HCR_EL2 while a guest runs: VM, SWIO, FMO, IMO, AMO, FB, BSU=IS, TWI,
-/// TSC, RW, APK, API.
-const HCR_GUEST: u64 =
-    1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9) | (1 << 10) | (1 << 13) | (1 << 19) | (1 << 31) | (1 << 40) | (1 << 41);
 /// Time slice when vCPUs share a physical CPU.
 const SLICE_MS: u64 = 10;
 
@@ -35,25 +33,30 @@ struct Cpu {
 }
 
 pub fn cpu_loop(index: usize) -> ! {
-    let h = hyp();
+    let h = machine();
     let mine: Vec<_> = h
         .vms
         .iter()
-        .flat_map(|vm| vm.vcpus.iter().filter(|v| v.pcpu == index).map(move |v| (vm, v)))
+        .flat_map(|vm| {
+            vm.vcpus
+                .iter()
+                .filter(|v| v.pcpu == index)
+                .map(move |v| (vm, v))
+        })
         .collect();
-    let mut cpu = Cpu { index, mine, next: 0, slice_over: false };
-    h.online.fetch_or(1 << index, core::sync::atomic::Ordering::AcqRel);
+    let mut cpu = Cpu {
+        index,
+        mine,
+        next: 0,
+        slice_over: false,
+    };
+    h.online
+        .fetch_or(1 << index, core::sync::atomic::Ordering::AcqRel);
     loop {
-        if index == 0 {
-            rejuvenate::check_periodic();
-        }
-        if rejuvenate::requested() {
+        h.upcalls.poll(index);
+        if quiesce::requested() {
             // Every vCPU of this CPU is unloaded (saved) at this point.
-            if index == 0 {
-                rejuvenate::perform(h.dtb);
-            } else {
-                rejuvenate::park();
-            }
+            h.upcalls.quiesced(index);
             continue;
         }
         match cpu.pick() {
@@ -77,7 +80,9 @@ impl Cpu {
             return false;
         }
         let waiting = v.state.lock().waiting;
-        !waiting || now >= v.wake_at.load(core::sync::atomic::Ordering::Acquire) || vm.vgic.lock().has_pending(v.index)
+        !waiting
+            || now >= v.wake_at.load(core::sync::atomic::Ordering::Acquire)
+            || vm.vgic.lock().has_pending(v.index)
     }
 
     fn pick(&self) -> Option<usize> {
@@ -91,23 +96,31 @@ impl Cpu {
 
     fn others_runnable(&self, me: &Vcpu) -> bool {
         let now = counter();
-        self.mine.iter().any(|&(vm, v)| !core::ptr::eq(v, me) && self.runnable(vm, v, now))
+        self.mine
+            .iter()
+            .any(|&(vm, v)| !core::ptr::eq(v, me) && self.runnable(vm, v, now))
     }
 
     /// Nothing to run: sleep until an interrupt, waking for the earliest
     /// virtual-timer deadline of a waiting vCPU.
     fn idle(&mut self) {
-        let mut wake = self.mine.iter().map(|(_, v)| v.wake_at.load(core::sync::atomic::Ordering::Acquire)).min();
-        if self.index == 0 {
-            // A periodic reload must not wait for some unrelated interrupt.
-            wake = Some(wake.unwrap_or(u64::MAX).min(rejuvenate::periodic_due()));
+        let mut wake = self
+            .mine
+            .iter()
+            .map(|(_, v)| v.wake_at.load(core::sync::atomic::Ordering::Acquire))
+            .min();
+        let due = machine().upcalls.poll_deadline(self.index);
+        if due != u64::MAX {
+            // Periodic work (a reload) must not wait for some unrelated
+            // interrupt.
+            wake = Some(wake.unwrap_or(u64::MAX).min(due));
         }
         match wake {
             Some(t) if t != u64::MAX => arm_hyp_timer(t),
             _ => disarm_hyp_timer(),
         }
         wfi();
-        self.handle_irqs(None);
+        self.slice_over |= irq::handle(self.index, None);
     }
 
     fn run(&mut self, vm: &'static Vm, v: &'static Vcpu) {
@@ -120,13 +133,15 @@ impl Cpu {
             return;
         }
         let shared = self.mine.len() > 1;
+        let up = machine().upcalls;
         let mut st = v.state.lock();
         st.waiting = false;
-        v.wake_at.store(u64::MAX, core::sync::atomic::Ordering::Release);
+        v.wake_at
+            .store(u64::MAX, core::sync::atomic::Ordering::Release);
         // Load the vCPU onto this CPU.
         write_sysreg!(vttbr_el2, vm.vttbr);
         write_sysreg!(cntvoff_el2, vm.cntvoff);
-        write_sysreg!(hcr_el2, HCR_GUEST);
+        write_sysreg!(hcr_el2, TrapPolicy::VIRTUALIZED.hcr());
         st.el1.restore();
         st.fp.restore();
         gic().restore_vif(&st.vif);
@@ -134,10 +149,10 @@ impl Cpu {
         if shared {
             arm_hyp_timer(counter() + counter_freq() * SLICE_MS / 1000);
             self.slice_over = false;
-        } else if self.index == 0 && rejuvenate::periodic_due() != u64::MAX {
-            // Alone on CPU 0, the vCPU may not exit for a long time; make
-            // sure it does when the next periodic reload is due.
-            arm_hyp_timer(rejuvenate::periodic_due());
+        } else if up.poll_deadline(self.index) != u64::MAX {
+            // Alone on its CPU, the vCPU may not exit for a long time; make
+            // sure it does when periodic work (a reload) is due.
+            arm_hyp_timer(up.poll_deadline(self.index));
         }
         let g = gic();
         let nr_lrs = g.nr_lrs();
@@ -165,34 +180,41 @@ impl Cpu {
             let next = match kind {
                 ExitKind::Sync => handle_sync(vm, v, &mut st.regs),
                 ExitKind::Irq | ExitKind::Fiq => {
-                    exit_stats::count(Kind::Irq);
-                    self.handle_irqs(Some((vm, v)));
+                    stats::count(Kind::Irq);
+                    self.slice_over |= irq::handle(self.index, Some((vm, v)));
                     Next::Continue
                 }
                 ExitKind::SError => {
-                    exit_stats::count(Kind::SError);
-                    warn!("vm {} '{}': SError at pc {:#x}: VM stopped", vm.id, vm.name, st.regs.pc);
-                    super::exit::stop_vm(vm);
+                    stats::count(Kind::SError);
+                    warn!(
+                        "vm {} '{}': SError at pc {:#x}: VM stopped",
+                        vm.id, vm.name, st.regs.pc
+                    );
+                    super::lifecycle::stop_vm(vm);
                     Next::Leave
                 }
             };
-            if self.index == 0 {
-                rejuvenate::check_periodic();
-            }
-            if vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On || rejuvenate::requested() {
+            up.poll(self.index);
+            if vm.state() != VmState::Running
+                || v.power_state() != vmm::psci::PowerState::On
+                || quiesce::requested()
+            {
                 break;
             }
             match next {
                 Next::Leave => break,
                 Next::Continue => {}
                 Next::Wfi => {
-                    console::vm_idle(vm.id);
+                    up.vm_idle(vm.id);
                     if vm.vgic.lock().has_pending(v.index) {
                         continue;
                     }
                     if shared && self.others_runnable(v) {
                         st.waiting = true;
-                        v.wake_at.store(timer_deadline(vm), core::sync::atomic::Ordering::Release);
+                        v.wake_at.store(
+                            vtimer_deadline(vm.cntvoff),
+                            core::sync::atomic::Ordering::Release,
+                        );
                         break;
                     }
                     // Alone on this CPU: wait right here, guest context
@@ -203,15 +225,15 @@ impl Cpu {
                     // did not wake a WFI at EL2 (Linux, alone on its CPU,
                     // slept 20+ s until an unrelated interrupt came).
                     // Shared CPUs have their slice timer instead.
-                    let periodic = if self.index == 0 { rejuvenate::periodic_due() } else { u64::MAX };
+                    let periodic = up.poll_deadline(self.index);
                     if !shared {
-                        let net = timer_deadline(vm).saturating_add(counter_freq() / 1000);
+                        let net = vtimer_deadline(vm.cntvoff).saturating_add(counter_freq() / 1000);
                         if net.min(periodic) != u64::MAX {
                             arm_hyp_timer(net.min(periodic));
                         }
                     }
                     wfi();
-                    self.handle_irqs(Some((vm, v)));
+                    self.slice_over |= irq::handle(self.index, Some((vm, v)));
                     if !shared {
                         // Back to what run() armed: the periodic reload's
                         // timer, or none.
@@ -221,11 +243,12 @@ impl Cpu {
                             disarm_hyp_timer();
                         }
                     }
-                    if self.index == 0 {
-                        // The wake-up may be the periodic reload's timer.
-                        rejuvenate::check_periodic();
-                    }
-                    if rejuvenate::requested() || vm.state() != VmState::Running || v.power_state() != vmm::psci::PowerState::On {
+                    // The wake-up may be the periodic reload's timer.
+                    up.poll(self.index);
+                    if quiesce::requested()
+                        || vm.state() != VmState::Running
+                        || v.power_state() != vmm::psci::PowerState::On
+                    {
                         // Leave as if the WFI completed: the guest resumes
                         // after it, which WFI semantics allow (a stopped or
                         // resetting VM does not resume at all).
@@ -269,112 +292,25 @@ impl Cpu {
         // once the link is dropped nothing else would deactivate it: PPI 27
         // would stay active on this CPU and no virtual timer here would
         // fire again (a VM restart used to hit this: Linux hung).
-        vm.vgic.lock().unlink_hw(v.index, linked_in_lr, &mut |p| g.deactivate(p));
+        vm.vgic
+            .lock()
+            .unlink_hw(v.index, linked_in_lr, &mut |p| g.deactivate(p));
         // Silence this vCPU's timer while it is not on the CPU.
-        write_sysreg!(cntv_ctl_el0, 0);
+        vtimer_off();
         write_sysreg!(hcr_el2, 0);
         isb();
         drop(st);
         unloaded(vm);
-    }
-
-    /// Acknowledge and dispatch every pending physical interrupt.
-    fn handle_irqs(&mut self, current: Option<(&'static Vm, &'static Vcpu)>) {
-        let g = gic();
-        loop {
-            let raw = g.ack();
-            let intid = raw & 0x3ff;
-            if intid >= SPURIOUS {
-                break;
-            }
-            g.eoi(raw);
-            exit_stats::count(match intid {
-                PPI_VTIMER => Kind::PirqVtimer,
-                PPI_HYP_TIMER => Kind::PirqHypTimer,
-                PPI_MAINTENANCE => Kind::PirqMaint,
-                SGI_KICK => Kind::PirqKick,
-                i if Some(i) == hyp().uart_intid => Kind::PirqUart,
-                i if hyp().vms.iter().any(|vm| vm.passthrough_intids.contains(&i)) => Kind::PirqPassthrough,
-                _ => Kind::PirqOther,
-            });
-            match intid {
-                PPI_VTIMER => match current {
-                    // Linked to the physical PPI: the guest's deactivation
-                    // completes it.
-                    Some((vm, v)) => {
-                        vm.vgic.lock().inject(v.index, PPI_VTIMER, Some(PPI_VTIMER));
-                    }
-                    None => {
-                        write_sysreg!(cntv_ctl_el0, 0);
-                        g.deactivate(raw);
-                    }
-                },
-                PPI_HYP_TIMER => {
-                    disarm_hyp_timer();
-                    self.slice_over = true;
-                    g.deactivate(raw);
-                }
-                PPI_MAINTENANCE => {
-                    g.set_vif_control(false);
-                    g.deactivate(raw);
-                }
-                SGI_KICK => g.deactivate(raw),
-                i if Some(i) == hyp().uart_intid => {
-                    g.deactivate(raw);
-                    console::poll_input();
-                }
-                other => match hyp().vms.iter().find(|vm| vm.passthrough_intids.contains(&other)) {
-                    // A passed-through device: hand it to its VM linked to
-                    // the physical interrupt, which stays active until the
-                    // guest deactivates the virtual one.
-                    Some(vm) if vm.state() == VmState::Running => {
-                        let e = vm.vgic.lock().inject(0, other, Some(other));
-                        super::exit::kick(vm, e);
-                    }
-                    Some(vm) => {
-                        // Its VM is stopped or restarting: keep the line
-                        // quiet (a restart enables it again).
-                        g.enable(self.index, other, false);
-                        g.deactivate(raw);
-                        if vm.state() == VmState::Stopped {
-                            warn!("vm {} '{}' is stopped: physical interrupt {} disabled", vm.id, vm.name, other);
-                        }
-                    }
-                    None => {
-                        g.deactivate(raw);
-                        warn!("cpu {}: unexpected physical interrupt {}", self.index, other);
-                    }
-                },
-            }
-        }
     }
 }
 
 /// A vCPU of `vm` left this CPU. The last one out of a resetting VM
 /// restarts it, here, with nothing of the VM loaded anywhere.
 fn unloaded(vm: &Vm) {
-    if vm.loaded.fetch_sub(1, Ordering::SeqCst) == 1 && vm.state() == VmState::Resetting && vm.claim_reload() {
-        super::exit::restart_vm(vm);
+    if vm.loaded.fetch_sub(1, Ordering::SeqCst) == 1
+        && vm.state() == VmState::Resetting
+        && vm.claim_restart()
+    {
+        super::lifecycle::restart_vm(vm);
     }
-}
-
-/// Physical-counter time at which the loaded vCPU's virtual timer fires,
-/// or u64::MAX if it is off or masked.
-fn timer_deadline(vm: &Vm) -> u64 {
-    let ctl = read_sysreg!(cntv_ctl_el0);
-    if ctl & 1 == 0 || ctl & 2 != 0 {
-        return u64::MAX;
-    }
-    read_sysreg!(cntv_cval_el0).wrapping_add(vm.cntvoff)
-}
-
-fn arm_hyp_timer(at: u64) {
-    write_sysreg!(cnthp_cval_el2, at);
-    write_sysreg!(cnthp_ctl_el2, 1);
-    isb();
-}
-
-fn disarm_hyp_timer() {
-    write_sysreg!(cnthp_ctl_el2, 2);
-    isb();
 }

@@ -1,5 +1,5 @@
-//! Calls to the firmware below us (PSCI through SMC or HVC, as the host
-//! device tree says).
+//! Calls to the firmware below us: PSCI through SMC or HVC, as the host
+//! device tree says. Starts and stops CPUs and resets the machine.
 use smccc::psci;
 use smccc::{Hvc, Smc};
 
@@ -7,6 +7,20 @@ use smccc::{Hvc, Smc};
 pub enum Conduit {
     Smc,
     Hvc,
+}
+
+/// The conduit this machine's PSCI firmware answers on, once boot has read
+/// the device tree (None: no PSCI, e.g. a spin-table board).
+static CONDUIT: spin::Once<Option<Conduit>> = spin::Once::new();
+
+/// Boot: record whether (and how) PSCI is available.
+pub fn init(conduit: Option<Conduit>) {
+    CONDUIT.call_once(|| conduit);
+}
+
+/// The PSCI conduit, if the machine has PSCI.
+pub fn conduit() -> Option<Conduit> {
+    CONDUIT.get().copied().flatten()
 }
 
 pub fn cpu_on(conduit: Conduit, mpidr: u64, entry: u64, context: u64) -> Result<(), psci::Error> {

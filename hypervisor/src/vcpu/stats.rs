@@ -6,6 +6,7 @@
 //! counter only this CPU writes (no contention, no ordering needed: a reader
 //! only wants totals that are at most a few exits stale). Each CPU's
 //! counters fill their own cache lines so CPUs never share one.
+use super::MAX_CPUS;
 use crate::arch::aarch64::sysreg::{counter, counter_freq, cpu_index};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -92,13 +93,11 @@ const NAMES: [&str; KINDS] = [
     "pirq_other",
 ];
 
-/// The hypervisor runs on at most 8 CPUs (boot.rs).
-const MAX_CPUS: usize = 8;
-
 #[repr(align(64))]
 struct PerCpu([AtomicU64; KINDS]);
 
-static COUNTS: [PerCpu; MAX_CPUS] = [const { PerCpu([const { AtomicU64::new(0) }; KINDS]) }; MAX_CPUS];
+static COUNTS: [PerCpu; MAX_CPUS] =
+    [const { PerCpu([const { AtomicU64::new(0) }; KINDS]) }; MAX_CPUS];
 
 /// Count one `kind` on this CPU.
 #[inline(always)]
@@ -127,7 +126,13 @@ pub fn print() {
     }
     let total: u64 = sums[..FIRST_PIRQ].iter().sum();
     let mut line = alloc::string::String::with_capacity(400);
-    let _ = write!(line, "exits at counter {} freq {}: total={}", counter(), counter_freq(), total);
+    let _ = write!(
+        line,
+        "exits at counter {} freq {}: total={}",
+        counter(),
+        counter_freq(),
+        total
+    );
     for (name, n) in NAMES.iter().zip(sums) {
         let _ = write!(line, " {}={}", name, n);
     }

@@ -6,22 +6,17 @@
 //! (x3) which slot its image came from, so after an upgrade from slot 0 to
 //! slot 1 the old image still sits untouched in slot 0 and "the other slot"
 //! is the way back.
+use super::state;
 use crate::arch::aarch64::cache;
+use crate::board::board;
 use alloc::string::String;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 use log::error;
-use platform::BOARD;
 use vmm::image_slot::{self, ImageRules, SlotError, SlotImage, HEADER_SIZE};
 
-const NONE: usize = usize::MAX;
-/// Slot holding the running image (index into `BOARD.image_slots`).
-static CURRENT: AtomicUsize = AtomicUsize::new(NONE);
-/// Slot of the image that handed over to this one (after a warm reload).
-static PREVIOUS: AtomicUsize = AtomicUsize::new(NONE);
-
-/// This build's version string, as written into slot headers and the
-/// handoff block (`BLINK_BUILD_TAG` at build time adds a suffix).
-pub const VERSION: &str = concat!("blink ", env!("BLINK_VERSION"));
+/// "No slot" in `ReloadState::{current_slot, previous_slot}` (indices into
+/// `board().image_slots`).
+pub const NONE: usize = usize::MAX;
 
 extern "C" {
     static __image_start: u8;
@@ -41,12 +36,20 @@ pub enum Target {
 }
 
 pub fn rules() -> ImageRules {
-    let keep = BOARD.image_slots[0].0.min(BOARD.image_slots[1].0).min(BOARD.handoff.0).min(BOARD.trampoline);
-    ImageRules { board: BOARD.name, load_address: BOARD.load_address, max_image_size: keep - BOARD.load_address }
+    let keep = board().image_slots[0]
+        .0
+        .min(board().image_slots[1].0)
+        .min(board().handoff.0)
+        .min(board().trampoline);
+    ImageRules {
+        board: board().name,
+        load_address: board().load_address,
+        max_image_size: keep - board().load_address,
+    }
 }
 
 fn bytes(slot: usize) -> &'static [u8] {
-    let (base, size) = BOARD.image_slots[slot];
+    let (base, size) = board().image_slots[slot];
     // SAFETY: image slots are reserved in the board description, identity
     // mapped, outside the heap and written only by `stage_self` (before any
     // reader) or by the boot loader.
@@ -54,11 +57,11 @@ fn bytes(slot: usize) -> &'static [u8] {
 }
 
 pub fn current() -> Option<usize> {
-    Some(CURRENT.load(Ordering::Acquire)).filter(|&s| s != NONE)
+    Some(state().current_slot.load(Ordering::Acquire)).filter(|&s| s != NONE)
 }
 
 pub fn previous() -> Option<usize> {
-    Some(PREVIOUS.load(Ordering::Acquire)).filter(|&s| s != NONE)
+    Some(state().previous_slot.load(Ordering::Acquire)).filter(|&s| s != NONE)
 }
 
 /// Cold boot: copy this image, with a slot header, into slot 0: the running
@@ -80,9 +83,12 @@ pub fn stage_self() {
         )
     };
     let image_len = data_off + pristine.len();
-    let (base, size) = BOARD.image_slots[0];
+    let (base, size) = board().image_slots[0];
     if (HEADER_SIZE + image_len) as u64 > size {
-        error!("image ({} bytes) larger than image slot 0: warm reload unavailable", image_len);
+        error!(
+            "image ({} bytes) larger than image slot 0: warm reload unavailable",
+            image_len
+        );
         return;
     }
     let dst = (base + HEADER_SIZE as u64) as *mut u8;
@@ -97,25 +103,28 @@ pub fn stage_self() {
         core::ptr::copy_nonoverlapping(pristine.as_ptr(), dst.add(data_off), pristine.len());
         core::slice::from_raw_parts(dst as *const u8, image_len)
     };
-    let header = image_slot::header(VERSION, BOARD.name, staged);
+    let header = image_slot::header(crate::VERSION, board().name, staged);
     // SAFETY: the header page at the start of slot 0, see above.
     unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), base as *mut u8, header.len()) };
     cache::clean_to_poc(base, (HEADER_SIZE + image_len) as u64);
-    CURRENT.store(0, Ordering::Release);
+    state().current_slot.store(0, Ordering::Release);
 }
 
 /// Warm entry: `slot_base` (x3) is the base of the slot this image was
 /// copied from; the handoff's `prev-image`, if any, the old image's slot.
 pub fn adopt(slot_base: u64, prev: Option<u64>) {
-    match BOARD.image_slots.iter().position(|s| s.0 == slot_base) {
-        Some(i) => CURRENT.store(i, Ordering::Release),
+    match board().image_slots.iter().position(|s| s.0 == slot_base) {
+        Some(i) => state().current_slot.store(i, Ordering::Release),
         None => {
-            error!("warm entry from an unknown image slot {:#x}; staging this image into slot 0", slot_base);
+            error!(
+                "warm entry from an unknown image slot {:#x}; staging this image into slot 0",
+                slot_base
+            );
             stage_self();
         }
     }
-    if let Some(p) = prev.and_then(|b| BOARD.image_slots.iter().position(|s| s.0 == b)) {
-        PREVIOUS.store(p, Ordering::Release);
+    if let Some(p) = prev.and_then(|b| board().image_slots.iter().position(|s| s.0 == b)) {
+        state().previous_slot.store(p, Ordering::Release);
     }
 }
 
@@ -137,36 +146,48 @@ pub fn choose(target: Target) -> Result<(usize, SlotImage), String> {
 /// to copy, a multiple of 8 within the slot).
 pub fn copy_source(slot: usize) -> Result<(u64, u64), SlotError> {
     let s = image_slot::read_header(bytes(slot))?;
-    let (base, size) = BOARD.image_slots[slot];
+    let (base, size) = board().image_slots[slot];
     let len = s.image_len.next_multiple_of(8);
     if HEADER_SIZE as u64 + len > size {
-        return Err(SlotError::TooLarge { image_len: s.image_len, room: size - HEADER_SIZE as u64 });
+        return Err(SlotError::TooLarge {
+            image_len: s.image_len,
+            room: size - HEADER_SIZE as u64,
+        });
     }
-    image_slot::check_arm64_image(&bytes(slot)[HEADER_SIZE..HEADER_SIZE + s.image_len as usize], &rules())?;
+    image_slot::check_arm64_image(
+        &bytes(slot)[HEADER_SIZE..HEADER_SIZE + s.image_len as usize],
+        &rules(),
+    )?;
     Ok((base + HEADER_SIZE as u64, len))
 }
 
-/// The `images` command: what each slot holds.
-pub fn list() {
-    for (i, (base, size)) in BOARD.image_slots.iter().enumerate() {
-        let role = match (current(), previous()) {
-            (Some(c), _) if c == i => " [running]",
-            (_, Some(p)) if p == i => " [previous]",
-            _ => "",
-        };
-        match image_slot::verify(bytes(i), &rules()) {
-            Ok(img) => hvprintln!(
-                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, for {}, checksum {:#010x} ok{}",
-                i,
-                base,
-                size / 1024,
-                img.version,
-                img.image_len,
-                img.board,
-                img.image_crc,
-                role
-            ),
-            Err(e) => hvprintln!("image slot {} at {:#x} ({} KiB): {}{}", i, base, size / 1024, e, role),
-        }
-    }
+/// What one image slot holds, for the `images` verb.
+pub struct SlotReport {
+    pub index: usize,
+    pub base: u64,
+    pub size: u64,
+    /// The image it holds, fully verified, or why it holds none.
+    pub content: Result<SlotImage, SlotError>,
+    /// " [running]", " [previous]" or "".
+    pub role: &'static str,
+}
+
+/// What each slot holds.
+pub fn describe() -> alloc::vec::Vec<SlotReport> {
+    board()
+        .image_slots
+        .iter()
+        .enumerate()
+        .map(|(i, &(base, size))| SlotReport {
+            index: i,
+            base,
+            size,
+            content: image_slot::verify(bytes(i), &rules()),
+            role: match (current(), previous()) {
+                (Some(c), _) if c == i => " [running]",
+                (_, Some(p)) if p == i => " [previous]",
+                _ => "",
+            },
+        })
+        .collect()
 }

@@ -1,0 +1,226 @@
+//! The new image's side: validate the handoff block and rebuild every VM
+//! it describes around its untouched RAM; afterwards, make the block
+//! unusable and report how long each phase of the reload took.
+use super::{slots, state, WarmEntry, HANDOFF_MINOR};
+use crate::arch::aarch64::cache;
+use crate::arch::aarch64::context::{El1Context, FpContext};
+use crate::arch::aarch64::gic::{Gic, VifState};
+use crate::arch::aarch64::regs::GuestRegs;
+use crate::arch::aarch64::sysreg::counter;
+use crate::board::board;
+use crate::vcpu::vcpu::VcpuState;
+use crate::vcpu::vm::{Vm, VmShape};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use vmm::handoff::{self, Handoff, HandoffLimits};
+use vmm::memory::Region;
+
+/// Validate the handoff block at `addr` and rebuild the VMs it describes.
+/// Returns the VMs, the block and when it had been decoded and validated.
+fn rebuild(
+    addr: u64,
+    info: &vmm::config::HostInfo,
+    g: &Gic,
+    ncpus: usize,
+    gicv: Option<u64>,
+) -> Result<(Vec<Vm>, Handoff, u64), String> {
+    // SAFETY: the handoff region is reserved for this, mapped, and at most
+    // its size is read; the reader validates everything in it.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(addr as *const u8, board().handoff.1 as usize) };
+    let limits = HandoffLimits {
+        hyp_region: Region::new(board().hyp_region.0, board().hyp_region.1),
+        ram: info.ram.clone(),
+        max_vms: crate::vcpu::MAX_VMS,
+        max_vcpus: vmm::layout::MAX_VCPUS,
+        required_sysregs: El1Context::NAMES,
+    };
+    let ho = handoff::decode(bytes, &limits).map_err(|e| e.to_string())?;
+    let t_parsed = counter();
+    let minor = handoff::peek_header(bytes).map(|h| h.minor).unwrap_or(0);
+    hvprintln!(
+        "handoff: format {}.{} written by '{}' (generation {}); this is '{}', format {}.{}",
+        handoff::MAJOR,
+        minor,
+        ho.writer.as_deref().unwrap_or("unknown"),
+        ho.generation,
+        crate::VERSION,
+        handoff::MAJOR,
+        HANDOFF_MINOR
+    );
+    let mut vms = Vec::new();
+    let mut next_pcpu = 0;
+    for s in &ho.vms {
+        if s.vgic.version != g.version() {
+            return Err(alloc::format!(
+                "vm {} was suspended with a GICv{} vGIC, this machine has the other",
+                s.id,
+                if s.vgic.version == vmm::vgic::Version::V3 {
+                    3
+                } else {
+                    2
+                }
+            ));
+        }
+        let pcpus: Vec<usize> = (0..s.vcpus.len())
+            .map(|i| (next_pcpu + i) % ncpus)
+            .collect();
+        next_pcpu = (next_pcpu + s.vcpus.len()) % ncpus;
+        let passthrough: Vec<vmm::config::Passthrough> = s
+            .passthrough
+            .iter()
+            .map(|p| vmm::config::Passthrough {
+                path: p.path.clone(),
+                name: p.path.rsplit('/').next().unwrap_or("device").to_string(),
+                compatible: Vec::new(),
+                regions: p.regions.clone(),
+                intids: p.intids.clone(),
+                has_clocks: false,
+            })
+            .collect();
+        let vgic = vmm::vgic::Vgic::try_from(&s.vgic)
+            .map_err(|e| alloc::format!("vm {}: vGIC state: {e}", s.id))?;
+        let uart = vmm::vpl011::Pl011::restore(&s.uart)
+            .map_err(|e| alloc::format!("vm {}: UART state: {e}", s.id))?;
+        let vm = Vm::build(VmShape {
+            id: s.id as usize,
+            name: s.name.clone(),
+            ram_pa: s.ram.base,
+            ram_size: s.ram.size,
+            vcpus: s.vcpus.len(),
+            passthrough: &passthrough,
+            gicv,
+            vgic,
+            uart,
+            cntvoff: s.cntvoff,
+            pcpus: &pcpus,
+        })?;
+        for (v, st) in vm.vcpus.iter().zip(&s.vcpus) {
+            let regs = GuestRegs {
+                x: st.x,
+                pc: st.pc,
+                pstate: st.pstate,
+            };
+            v.restore(
+                st.power,
+                (st.boot_entry, st.boot_context),
+                VcpuState {
+                    regs,
+                    el1: El1Context::from_named(|n| st.sysreg(n)),
+                    fp: FpContext {
+                        q: st.fp.q,
+                        fpcr: st.fp.fpcr,
+                        fpsr: st.fp.fpsr,
+                    },
+                    vif: VifState {
+                        vmcr: st.vif.vmcr,
+                        apr: st.vif.apr,
+                        lrs: st.vif.lrs,
+                    },
+                    // Wake-up deadlines are not carried over; a vCPU that
+                    // waited in WFI simply resumes (a spurious wake-up,
+                    // which WFI allows).
+                    waiting: false,
+                },
+            );
+        }
+        if s.stopped {
+            vm.stop();
+        }
+        vms.push(vm);
+    }
+    Ok((vms, ho, t_parsed))
+}
+
+/// VMs rebuilt from a handoff block, and what `boot` reports about them.
+pub struct Resumed {
+    pub vms: Vec<Vm>,
+    pub handoff: Handoff,
+    /// When the block had been decoded and validated, and when the VMs
+    /// were rebuilt.
+    pub t_parsed: u64,
+    pub t_rebuilt: u64,
+}
+
+/// New image, warm entry: rebuild the VMs from the block the old image
+/// left, adopt the image slots it names and take the next generation. The
+/// block is consumed whatever happens; on a refusal the reason is returned
+/// and the caller cold-boots the VMs.
+pub fn vms(
+    w: &WarmEntry,
+    info: &vmm::config::HostInfo,
+    g: &Gic,
+    ncpus: usize,
+    gicv: Option<u64>,
+) -> Result<Resumed, String> {
+    hvprintln!("warm entry: handoff block at {:#x}", w.handoff);
+    let result = rebuild(w.handoff, info, g, ncpus, gicv);
+    // Whatever happens, this block is never used again.
+    consume(w.handoff);
+    slots::adopt(
+        w.slot_base,
+        result
+            .as_ref()
+            .ok()
+            .and_then(|(_, ho, _)| ho.prev_image.map(|r| r.base)),
+    );
+    let (vms, ho, t_parsed) = result?;
+    state()
+        .generation
+        .store(ho.generation + 1, Ordering::Relaxed);
+    Ok(Resumed {
+        vms,
+        handoff: ho,
+        t_parsed,
+        t_rebuilt: counter(),
+    })
+}
+
+/// Make a consumed (or refused) handoff block unusable, so that a later
+/// cold reset can never resume from it.
+fn consume(addr: u64) {
+    // SAFETY: the handoff region is reserved for this and mapped.
+    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, 64) };
+    cache::clean_to_poc(addr, 64);
+}
+
+/// Print how long each phase of the reload took, from the old image's
+/// timestamps and the new image's own.
+pub fn report(ho: &Handoff, mine: &[(&str, u64)]) {
+    let freq = ho.counter_freq.max(1);
+    let mut all: Vec<(String, u64)> = ho.timestamps.clone();
+    all.extend(mine.iter().map(|(n, t)| (n.to_string(), *t)));
+    let us = |a: u64, b: u64| b.saturating_sub(a) * 1_000_000 / freq;
+    let first = all.first().map(|t| t.1).unwrap_or(0);
+    let mut line = String::new();
+    for w in all.windows(2) {
+        line.push_str(&alloc::format!(
+            " {}->{} {} us,",
+            w[0].0,
+            w[1].0,
+            us(w[0].1, w[1].1)
+        ));
+    }
+    let resumed = all.last().map(|t| t.1).unwrap_or(0);
+    let quiesced = all
+        .iter()
+        .find(|t| t.0 == "quiesced")
+        .map(|t| t.1)
+        .unwrap_or(first);
+    hvprintln!(
+        "reload: generation {}, {} VMs resumed; request to resume {} us, VMs paused for {} us;{}",
+        state().generation.load(Ordering::Relaxed),
+        ho.vms.len(),
+        us(first, resumed),
+        us(quiesced, resumed),
+        line.trim_end_matches(',')
+    );
+    // Absolute values, so that a guest's own view of the pause (its virtual
+    // counter plus its VM's offset) can be lined up with it.
+    hvprintln!(
+        "reload: VMs paused from counter {} to counter {}",
+        quiesced,
+        resumed
+    );
+}

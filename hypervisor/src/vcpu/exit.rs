@@ -1,0 +1,173 @@
+//! Handling of one guest exit: decode the syndrome and emulate, forward or
+//! contain what the guest did.
+use super::lifecycle::{kick, kick_all, stop_vm};
+use super::mmio::data_abort;
+use super::stats::{self, Kind};
+use super::vcpu::Vcpu;
+use super::vm::Vm;
+use crate::arch::aarch64::gic::{gic, SGI_KICK};
+use crate::arch::aarch64::regs::GuestRegs;
+use crate::arch::aarch64::sysreg::cpu_index;
+use crate::{read_sysreg, write_sysreg};
+use log::warn;
+use vmm::esr::{ec_name, fault_ipa, fsc_name, sysreg_id, Esr, Exit};
+use vmm::inject::{inject, El1ExceptionState, Injected};
+use vmm::psci::{self, Action};
+
+/// What the run loop does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// The vCPU executed WFI.
+    Wfi,
+    /// The vCPU is off or the VM stopped: leave it.
+    Leave,
+}
+
+const ICC_SGI1R_EL1: u32 = sysreg_id(3, 0, 12, 11, 5);
+
+pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
+    let esr = Esr(read_sysreg!(esr_el2));
+    match esr.decode() {
+        Exit::Hvc(_) => {
+            stats::count(if stats::is_psci(regs.x[0]) {
+                Kind::HvcPsci
+            } else {
+                Kind::HvcOther
+            });
+            psci_call(vm, vcpu, regs)
+        }
+        Exit::Smc(_) => {
+            stats::count(Kind::Smc);
+            // A trapped SMC returns to the SMC itself; step over it.
+            regs.pc += 4;
+            psci_call(vm, vcpu, regs)
+        }
+        Exit::Wfi => {
+            stats::count(Kind::Wfi);
+            regs.pc += 4;
+            Next::Wfi
+        }
+        Exit::Wfe => {
+            stats::count(Kind::Wfe);
+            regs.pc += 4;
+            Next::Continue
+        }
+        Exit::DataAbort(d) => data_abort(vm, vcpu, regs, d),
+        Exit::SysReg(s) => {
+            if s.id() == ICC_SGI1R_EL1 && !s.read {
+                stats::count(Kind::SysregSgi);
+                let v = if s.reg == 31 {
+                    0
+                } else {
+                    regs.x[s.reg as usize]
+                };
+                let e = vm.vgic.lock().sgi1r_write(vcpu.index, v);
+                kick(vm, e);
+                regs.pc += 4;
+            } else {
+                stats::count(Kind::SysregOther);
+                warn!(
+                    "vm {} '{}': trapped {} of system register op0={} op1={} CRn={} CRm={} op2={} at pc {:#x}: undefined injected",
+                    vm.id, vm.name, if s.read { "read" } else { "write" }, s.op0, s.op1, s.crn, s.crm, s.op2, regs.pc
+                );
+                inject_into(regs, Injected::Undefined);
+            }
+            Next::Continue
+        }
+        Exit::InstructionAbort { fsc, .. } => {
+            stats::count(Kind::InstrAbort);
+            let ipa = fault_ipa(read_sysreg!(hpfar_el2), read_sysreg!(far_el2));
+            warn!(
+                "vm {} '{}': instruction fetch outside its memory at IPA {:#x} ({}), pc {:#x}: VM stopped",
+                vm.id, vm.name, ipa, fsc_name(fsc), regs.pc
+            );
+            vm.stop();
+            Next::Leave
+        }
+        Exit::Other { ec, iss } => {
+            stats::count(Kind::Other);
+            warn!(
+                "vm {} '{}': unhandled exit EC {:#x} ({}) ISS {:#x} at pc {:#x}: undefined injected",
+                vm.id, vm.name, ec, ec_name(ec), iss, regs.pc
+            );
+            inject_into(regs, Injected::Undefined);
+            Next::Continue
+        }
+    }
+}
+
+fn psci_call(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
+    let fid = regs.x[0];
+    match psci::dispatch(vm, fid, [regs.x[1], regs.x[2], regs.x[3]]) {
+        Action::Return(v) => {
+            regs.x[0] = v;
+            Next::Continue
+        }
+        Action::CpuOn {
+            vcpu: target,
+            entry,
+            context,
+        } => {
+            let t = &vm.vcpus[target];
+            regs.x[0] = if t.request_on(entry, context) {
+                0
+            } else {
+                smccc::psci::error::ALREADY_ON as i64 as u64
+            };
+            if t.pcpu != cpu_index() {
+                gic().send_sgi(t.pcpu, SGI_KICK);
+            }
+            Next::Continue
+        }
+        Action::CpuOff => {
+            vcpu.set_off();
+            Next::Leave
+        }
+        Action::Suspend => {
+            regs.x[0] = 0;
+            Next::Wfi
+        }
+        Action::SystemOff => {
+            hvprintln!("vm {} '{}': powered off", vm.id, vm.name);
+            stop_vm(vm);
+            Next::Leave
+        }
+        Action::SystemReset => {
+            if vm.config().is_none() {
+                hvprintln!(
+                    "vm {} '{}': reset requested, but the host device tree no longer describes it (warm reload): cannot restart, VM stopped",
+                    vm.id, vm.name
+                );
+                stop_vm(vm);
+            } else if vm.begin_reset() {
+                hvprintln!("vm {} '{}': reset requested, restarting", vm.id, vm.name);
+                // The restart itself happens once every vCPU has left its
+                // CPU (run.rs), at the latest when this one does.
+                kick_all(vm);
+            }
+            Next::Leave
+        }
+    }
+}
+
+/// Make the guest take a synchronous exception at its EL1 vector. The EL1
+/// registers are live in the hardware while the vCPU is loaded.
+pub fn inject_into(regs: &mut GuestRegs, what: Injected) {
+    let before = El1ExceptionState {
+        pc: regs.pc,
+        pstate: regs.pstate,
+        vbar_el1: read_sysreg!(vbar_el1),
+        elr_el1: read_sysreg!(elr_el1),
+        spsr_el1: read_sysreg!(spsr_el1),
+        esr_el1: read_sysreg!(esr_el1),
+        far_el1: read_sysreg!(far_el1),
+    };
+    let after = inject(&before, what);
+    write_sysreg!(elr_el1, after.elr_el1);
+    write_sysreg!(spsr_el1, after.spsr_el1);
+    write_sysreg!(esr_el1, after.esr_el1);
+    write_sysreg!(far_el1, after.far_el1);
+    regs.pc = after.pc;
+    regs.pstate = after.pstate;
+}

@@ -1,0 +1,2 @@
+//! One file per board.
+pub mod qemu_virt;
