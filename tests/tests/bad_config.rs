@@ -19,15 +19,14 @@ fn bad_config(gic: u32) -> anyhow::Result<()> {
     ];
     let mut run = start(&scenario(gic, vms))?;
 
-    let errors =
-        ["domU1", "domU2", "domU3"].map(|name| re(&format!(r"^\[hv\] ERROR: /chosen/{name}: ")));
+    let errors = ["domU1", "domU2", "domU3"].map(hv::vm_config_error);
     let mut wanted = errors.to_vec();
     wanted.push(re(r"^\[domU0\] heartbeat: n=2(\s|$)"));
     wait_all(&mut run, &wanted)?;
 
-    run.assert_absent(&re(r"^\[hv\] ERROR: /chosen/domU0[:/]"))?;
+    run.assert_absent(&hv::vm_config_error_in("domU0"))?;
     for name in ["domU1", "domU2", "domU3"] {
-        run.assert_absent(&started(name))?;
+        run.assert_absent(&hv::vm_started(None, name))?;
     }
     Ok(())
 }

@@ -12,14 +12,17 @@ fn models(gic: u32) -> anyhow::Result<()> {
             let mut s = scenario(gic, [VmSpec::guest("domU0", "smp").cpus(2)]).smp(smp);
             s.cpu = cpu.to_string();
             let mut run = start(&s)?;
-            let banner = format!(r"^\[hv\] blink \S+ on .+: EL2, {smp} CPUs, GICv{gic}$");
-            run.expect(&re(&banner), DEADLINE)?;
+            run.expect(&hv::banner(smp, gic), DEADLINE)?;
             // Secondary CPUs come online in any order.
-            let online: Vec<_> = (1..smp).map(|n| re(&format!(r"^\[hv\] cpu {n} online$"))).collect();
+            let online: Vec<_> = (1..smp).map(hv::cpu_online).collect();
             wait_all(&mut run, &online)?;
             run.expect(&re(r"^\[domU0\] smp: 2 cpus online$"), DEADLINE)?;
             run.expect(&re(r"^\[domU0\] smp: done$"), DEADLINE)?;
-            run.assert_absent(&re(r"^\[hv\] (FATAL|PANIC|WARN)"))?;
+            run.assert_absent(&hv::tagged(&[
+                hv::Tag::Fatal,
+                hv::Tag::Panic,
+                hv::Tag::Warn,
+            ]))?;
         }
     }
     Ok(())

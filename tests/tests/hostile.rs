@@ -23,7 +23,7 @@ fn hostile(gic: u32) -> anyhow::Result<()> {
         "not every probe was contained: {done}"
     );
 
-    let warns = run.find_all(&re(r"^\[hv\] WARN: vm "));
+    let warns = run.find_all(&hv::vm_warning());
     check!(
         run,
         !warns.is_empty(),

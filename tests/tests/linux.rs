@@ -96,9 +96,12 @@ fn poweroff(gic: u32) -> anyhow::Result<()> {
         // One vCPU here (the other tests use two), so both shapes boot.
         [VmSpec::linux("domU0").cpus(1).linux_test("poweroff")],
     ))?;
-    run.expect(&re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=1$"), LINUX_DEADLINE)?;
+    run.expect(
+        &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=1$"),
+        LINUX_DEADLINE,
+    )?;
     run.expect(&re(r"^\[domU0\] init: powering off$"), LINUX_DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm \d+ 'domU0': powered off$"), LINUX_DEADLINE)?;
+    run.expect(&hv::vm_powered_off(None, "domU0"), LINUX_DEADLINE)?;
     Ok(())
 }
 
@@ -133,7 +136,7 @@ fn timer_keeps_firing(gic: u32) -> anyhow::Result<()> {
 /// boot_id each time, while the heartbeat VM never restarts and keeps
 /// counting.
 fn reboot(gic: u32) -> anyhow::Result<()> {
-    const REBOOTS: usize = 5;
+    const REBOOTS: u64 = 5;
     require_linux()?;
     require_images(&["heartbeat"])?;
     let mut run = start_linux(&machine(
@@ -144,29 +147,48 @@ fn reboot(gic: u32) -> anyhow::Result<()> {
         ],
     ))?;
     // A dead timer shows as an RCU stall report after ~21 s.
-    run.fail_on(re(r"restart failed|cannot restart|powered off|rcu: INFO: rcu_sched detected stalls"));
+    run.fail_on(re(
+        r"restart failed|cannot restart|powered off|rcu: INFO: rcu_sched detected stalls",
+    ));
     let boot_id_re = re(r"^\[domU0\] init: boot_id=([0-9a-f-]{36})$");
     let mut boot_ids = Vec::new();
     for boot in 1..=REBOOTS + 1 {
-        run.expect(&re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"), LINUX_DEADLINE)?;
+        run.expect(
+            &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
+            LINUX_DEADLINE,
+        )?;
         let line = run.expect(&boot_id_re, LINUX_DEADLINE)?;
         boot_ids.push(boot_id_re.captures(&line).expect("matched")[1].to_string());
         if boot <= REBOOTS {
             run.expect(&re(r"^\[domU0\] init: rebooting$"), LINUX_DEADLINE)?;
-            run.expect(&re(r"^\[hv\] vm 0 'domU0': reset requested, restarting$"), LINUX_DEADLINE)?;
-            run.expect(&re(&format!(r"^\[hv\] vm 0 'domU0': restarted \(boot {}\)$", boot + 1)), LINUX_DEADLINE)?;
+            run.expect(&hv::vm_reset_requested(0, "domU0"), LINUX_DEADLINE)?;
+            run.expect(&hv::vm_restarted(0, "domU0", boot + 1), LINUX_DEADLINE)?;
         }
     }
     let mut unique = boot_ids.clone();
     unique.sort();
     unique.dedup();
-    check!(run, unique.len() == boot_ids.len(), "boot_id repeated across reboots: {boot_ids:?}");
+    check!(
+        run,
+        unique.len() == boot_ids.len(),
+        "boot_id repeated across reboots: {boot_ids:?}"
+    );
     // The other VM was never restarted and kept counting throughout.
     run.expect(&heartbeat("domU1"), LINUX_DEADLINE)?;
     let lines = run.lines();
-    let ns: Vec<u64> = lines.iter().filter_map(|l| heartbeat_n("domU1", l)).collect();
-    check!(run, ns.windows(2).all(|w| w[1] > w[0]), "domU1's heartbeat did not keep counting: {ns:?}");
-    let starts = lines.iter().filter(|l| l.starts_with("[domU1] heartbeat: start")).count();
+    let ns: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| heartbeat_n("domU1", l))
+        .collect();
+    check!(
+        run,
+        ns.windows(2).all(|w| w[1] > w[0]),
+        "domU1's heartbeat did not keep counting: {ns:?}"
+    );
+    let starts = lines
+        .iter()
+        .filter(|l| l.starts_with("[domU1] heartbeat: start"))
+        .count();
     check!(run, starts == 1, "domU1 restarted ({starts} start lines)");
     Ok(())
 }
@@ -181,13 +203,22 @@ fn start_panicking(gic: u32, extra: &str) -> anyhow::Result<QemuRun> {
     let mut run = start(&machine(
         gic,
         [
-            VmSpec::linux("domU0").cpus(2).linux_test("panic").append_bootargs(extra),
+            VmSpec::linux("domU0")
+                .cpus(2)
+                .linux_test("panic")
+                .append_bootargs(extra),
             VmSpec::guest("domU1", "heartbeat"),
         ],
     ))?;
-    run.fail_on(re(r"^\[hv\] (WARN|ERROR)|restart failed|cannot restart|powered off|still alive after"));
+    run.fail_on(hv::tagged(&[hv::Tag::Warn, hv::Tag::Error]));
+    run.fail_on(re(
+        r"restart failed|cannot restart|powered off|still alive after",
+    ));
     run.expect(&re(r"^\[domU0\] init: panicking$"), LINUX_DEADLINE)?;
-    run.expect(&re(r"^\[domU0\] .*Kernel panic - not syncing: sysrq triggered crash"), LINUX_DEADLINE)?;
+    run.expect(
+        &re(r"^\[domU0\] .*Kernel panic - not syncing: sysrq triggered crash"),
+        LINUX_DEADLINE,
+    )?;
     Ok(run)
 }
 
@@ -199,18 +230,29 @@ fn start_panicking(gic: u32, extra: &str) -> anyhow::Result<QemuRun> {
 /// hypervisor's business).
 fn panic_isolated(gic: u32) -> anyhow::Result<()> {
     let mut run = start_panicking(gic, "")?;
-    run.expect(&re(r"^\[domU0\] .*---\[ end Kernel panic - not syncing: sysrq triggered crash"), LINUX_DEADLINE)?;
+    run.expect(
+        &re(r"^\[domU0\] .*---\[ end Kernel panic - not syncing: sysrq triggered crash"),
+        LINUX_DEADLINE,
+    )?;
     let before = heartbeats(&run, "domU1").len();
     let ns = more_heartbeats(&mut run, "domU1", 4, "heartbeats after the kernel panic")?;
-    check_counting(&run, &ns[before.saturating_sub(1)..], "after domU0's kernel panic")?;
+    check_counting(
+        &run,
+        &ns[before.saturating_sub(1)..],
+        "after domU0's kernel panic",
+    )?;
     focus_shell(&mut run, DEADLINE)?;
     run.send(b"status\r")?;
-    run.expect(&re(r"^\[hv\] uptime \d+ s, generation 0, heap \d+ KiB used of \d+ KiB, 2 CPUs$"), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': Running, 256 MiB at 0x[0-9a-f]+, 2 vCPUs$"), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 1 'domU1': Running, "), DEADLINE)?;
+    run.expect(&hv::status_line(0, 2), DEADLINE)?;
+    run.expect(&hv::vm_running_as(0, "domU0", 256, 2), DEADLINE)?;
+    run.expect(&hv::vm_running(1, "domU1"), DEADLINE)?;
     // And the heartbeat still counts after the shell's work.
     let ns = more_heartbeats(&mut run, "domU1", 2, "heartbeats after the status command")?;
-    check_counting(&run, &ns[before.saturating_sub(1)..], "after the status command")?;
+    check_counting(
+        &run,
+        &ns[before.saturating_sub(1)..],
+        "after the status command",
+    )?;
     let starts = run.find_all(&re(r"^\[domU1\] heartbeat: start")).len();
     check!(run, starts == 1, "domU1 restarted ({starts} start lines)");
     Ok(())
@@ -223,12 +265,18 @@ fn panic_isolated(gic: u32) -> anyhow::Result<()> {
 /// restarts and keeps counting.
 fn panic_restarts(gic: u32) -> anyhow::Result<()> {
     let mut run = start_panicking(gic, "panic=1")?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': reset requested, restarting$"), LINUX_DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 2\)$"), LINUX_DEADLINE)?;
-    run.expect(&re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"), LINUX_DEADLINE)?;
+    run.expect(&hv::vm_reset_requested(0, "domU0"), LINUX_DEADLINE)?;
+    run.expect(&hv::vm_restarted(0, "domU0", 2), LINUX_DEADLINE)?;
+    run.expect(
+        &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
+        LINUX_DEADLINE,
+    )?;
     run.expect(&re(r"^\[domU0\] init: panicking$"), LINUX_DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 3\)$"), LINUX_DEADLINE)?;
-    run.expect(&re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"), LINUX_DEADLINE)?;
+    run.expect(&hv::vm_restarted(0, "domU0", 3), LINUX_DEADLINE)?;
+    run.expect(
+        &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
+        LINUX_DEADLINE,
+    )?;
     let ns = more_heartbeats(&mut run, "domU1", 1, "a heartbeat after the restarts")?;
     check_counting(&run, &ns, "while domU0 panicked and restarted")?;
     let starts = run.find_all(&re(r"^\[domU1\] heartbeat: start")).len();

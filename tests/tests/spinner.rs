@@ -11,10 +11,20 @@ use tests::*;
 
 fn spinner(gic: u32) -> anyhow::Result<()> {
     require_images(&["spinner", "heartbeat"])?;
-    let s = scenario(gic, [VmSpec::guest("domU0", "spinner"), VmSpec::guest("domU1", "heartbeat")]).smp(1);
+    let s = scenario(
+        gic,
+        [
+            VmSpec::guest("domU0", "spinner"),
+            VmSpec::guest("domU1", "heartbeat"),
+        ],
+    )
+    .smp(1);
     let mut run = start(&s)?;
-    run.fail_on(re(r"^\[hv\] (WARN|ERROR)"));
-    run.expect(&re(r"^\[domU0\] spinner: masking interrupts and spinning$"), DEADLINE)?;
+    run.fail_on(hv::tagged(&[hv::Tag::Warn, hv::Tag::Error]));
+    run.expect(
+        &re(r"^\[domU0\] spinner: masking interrupts and spinning$"),
+        DEADLINE,
+    )?;
     let before = heartbeats(&run, "domU1").len();
 
     // The heartbeat goes on next to the spinner on the only CPU.
@@ -24,28 +34,40 @@ fn spinner(gic: u32) -> anyhow::Result<()> {
     // The hypervisor shell still answers (the UART interrupt reaches EL2).
     focus_shell(&mut run, DEADLINE)?;
     run.send(b"status\r")?;
-    run.expect(&re(r"^\[hv\] uptime \d+ s, generation 0, heap \d+ KiB used of \d+ KiB, 1 CPUs$"), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': Running, "), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 1 'domU1': Running, "), DEADLINE)?;
+    run.expect(&hv::status_line(0, 1), DEADLINE)?;
+    run.expect(&hv::vm_running(0, "domU0"), DEADLINE)?;
+    run.expect(&hv::vm_running(1, "domU1"), DEADLINE)?;
 
     // A warm reload takes the spinning vCPU off the CPU and resumes it.
     let before_reload = heartbeats(&run, "domU1").len();
     run.send(b"rejuvenate\r")?;
-    run.expect(&re(r"^\[hv\] rejuvenate: suspending 2 VMs for a warm reload \(generation 1\)$"), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': resumed, "), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] reload: generation 1, 2 VMs resumed; "), DEADLINE)?;
+    run.expect(&hv::suspending(2, 1), DEADLINE)?;
+    run.expect(&hv::vm_resumed(0, "domU0"), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 2), DEADLINE)?;
     let ns = more_heartbeats(&mut run, "domU1", 4, "heartbeats after the warm reload")?;
     // From the last report before the reload: the reload's pause counts too.
-    check_counting(&run, &ns[before_reload.saturating_sub(1)..], "across the warm reload")?;
+    check_counting(
+        &run,
+        &ns[before_reload.saturating_sub(1)..],
+        "across the warm reload",
+    )?;
 
     // Still the same two guests: neither restarted.
     let lines = run.lines();
     let count = |p: &str| lines.iter().filter(|l| l.starts_with(p)).count();
-    check!(run, count("[domU1] heartbeat: start") == 1, "the heartbeat restarted");
-    check!(run, count("[domU0] spinner: masking") == 1, "the spinner restarted");
+    check!(
+        run,
+        count("[domU1] heartbeat: start") == 1,
+        "the heartbeat restarted"
+    );
+    check!(
+        run,
+        count("[domU0] spinner: masking") == 1,
+        "the spinner restarted"
+    );
     run.send(b"status\r")?;
-    run.expect(&re(r"^\[hv\] uptime \d+ s, generation 1, "), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': Running, "), DEADLINE)?;
+    run.expect(&hv::status_generation(1), DEADLINE)?;
+    run.expect(&hv::vm_running(0, "domU0"), DEADLINE)?;
     Ok(())
 }
 

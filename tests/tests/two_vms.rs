@@ -18,16 +18,16 @@ fn two_vms(gic: u32) -> anyhow::Result<()> {
     let found = wait_all(
         &mut run,
         &[
-            VmCreated::pattern("domU0"),
-            VmCreated::pattern("domU1"),
-            started("domU0"),
-            started("domU1"),
+            hv::vm_created("domU0"),
+            hv::vm_created("domU1"),
+            hv::vm_started(None, "domU0"),
+            hv::vm_started(None, "domU1"),
             re(r"^\[domU0\] heartbeat: n=3(\s|$)"),
             re(r"^\[domU1\] mempattern: pass 2: \d+ MiB ok$"),
         ],
     )?;
-    let vm0 = VmCreated::parse(&found[0]).expect("pattern matched");
-    let vm1 = VmCreated::parse(&found[1]).expect("pattern matched");
+    let vm0 = hv::VmCreated::parse(&found[0]).expect("pattern matched");
+    let vm1 = hv::VmCreated::parse(&found[1]).expect("pattern matched");
     let (r0, r1) = (vm0.range(), vm1.range());
     check!(
         run,

@@ -10,13 +10,17 @@ const BOOTS: u64 = 6;
 /// `heap <n> KiB used` from the shell's `status` answer. Leaves the cursor
 /// alone: the resetter's lines keep coming meanwhile.
 fn heap_used(run: &mut QemuRun) -> anyhow::Result<u64> {
-    let heap_re = re(r"^\[hv\] uptime \d+ s, generation \d+, heap (\d+) KiB used of \d+ KiB");
-    let seen = run.find_all(&heap_re).len();
+    let status_re = hv::Status::pattern();
+    let seen = run.find_all(&status_re).len();
     run.send(b"status\r")?;
     let line = run.wait_until(DEADLINE, "a status answer", |lines| {
-        lines.iter().filter(|l| heap_re.is_match(l)).nth(seen).cloned()
+        lines
+            .iter()
+            .filter(|l| status_re.is_match(l))
+            .nth(seen)
+            .cloned()
     })?;
-    Ok(heap_re.captures(&line).expect("matched")[1].parse()?)
+    Ok(hv::Status::parse(&line).expect("matched").heap_used_kib)
 }
 
 fn vm_reset(gic: u32) -> anyhow::Result<()> {
@@ -28,7 +32,9 @@ fn vm_reset(gic: u32) -> anyhow::Result<()> {
             VmSpec::guest("domU1", "heartbeat"),
         ],
     ))?;
-    run.fail_on(re(r"resetter: boot fresh=no|SYSTEM_RESET returned|restart failed|cannot restart"));
+    run.fail_on(re(
+        r"resetter: boot fresh=no|SYSTEM_RESET returned|restart failed|cannot restart",
+    ));
     let boot = re(r"^\[domU0\] resetter: boot fresh=yes cpus=2$");
     let mut heap_after_first_reset = None;
     for n in 1..=BOOTS {
@@ -42,22 +48,49 @@ fn vm_reset(gic: u32) -> anyhow::Result<()> {
             heap_after_first_reset = Some(heap_used(&mut run)?);
         }
         if n < BOOTS {
-            run.expect(&re(r"^\[hv\] vm 0 'domU0': reset requested, restarting$"), DEADLINE)?;
-            run.expect(&re(&format!(r"^\[hv\] vm 0 'domU0': restarted \(boot {}\)$", n + 1)), DEADLINE)?;
+            run.expect(&hv::vm_reset_requested(0, "domU0"), DEADLINE)?;
+            run.expect(&hv::vm_restarted(0, "domU0", n + 1), DEADLINE)?;
         }
     }
     let before = heap_after_first_reset.expect("measured at boot 2");
     let after = heap_used(&mut run)?;
-    eprintln!("GICv{gic}: heap {before} KiB after the first reset, {after} KiB after {}", BOOTS - 1);
-    check!(run, after <= before, "heap grew from {before} KiB to {after} KiB over {} resets", BOOTS - 2);
+    eprintln!(
+        "GICv{gic}: heap {before} KiB after the first reset, {after} KiB after {}",
+        BOOTS - 1
+    );
+    check!(
+        run,
+        after <= before,
+        "heap grew from {before} KiB to {after} KiB over {} resets",
+        BOOTS - 2
+    );
     // One more heartbeat after the last boot, then check the whole series.
     let last = run.expect(&heartbeat("domU1"), DEADLINE)?;
     let lines = run.lines();
-    let ns: Vec<u64> = lines.iter().filter_map(|l| heartbeat_n("domU1", l)).collect();
-    check!(run, ns.windows(2).all(|w| w[1] > w[0]), "domU1's heartbeat did not keep counting: {ns:?}");
-    let starts = lines.iter().filter(|l| l.starts_with("[domU1] heartbeat: start")).count();
-    check!(run, starts == 1, "domU1 restarted ({starts} start lines); last: {last}");
-    check!(run, ns.len() >= 3, "too few heartbeats while domU0 reset {} times: {ns:?}", BOOTS - 1);
+    let ns: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| heartbeat_n("domU1", l))
+        .collect();
+    check!(
+        run,
+        ns.windows(2).all(|w| w[1] > w[0]),
+        "domU1's heartbeat did not keep counting: {ns:?}"
+    );
+    let starts = lines
+        .iter()
+        .filter(|l| l.starts_with("[domU1] heartbeat: start"))
+        .count();
+    check!(
+        run,
+        starts == 1,
+        "domU1 restarted ({starts} start lines); last: {last}"
+    );
+    check!(
+        run,
+        ns.len() >= 3,
+        "too few heartbeats while domU0 reset {} times: {ns:?}",
+        BOOTS - 1
+    );
     Ok(())
 }
 
@@ -73,16 +106,21 @@ fn after_warm_reload(gic: u32) -> anyhow::Result<()> {
             VmSpec::guest("domU1", "heartbeat"),
         ],
     ))?;
-    run.fail_on(re(r"resetter: boot fresh=no|SYSTEM_RESET returned|restart failed|cannot restart"));
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 2\)$"), DEADLINE)?;
+    run.fail_on(re(
+        r"resetter: boot fresh=no|SYSTEM_RESET returned|restart failed|cannot restart",
+    ));
+    run.expect(&hv::vm_restarted(0, "domU0", 2), DEADLINE)?;
     focus_shell(&mut run, DEADLINE)?;
     run.send(b"rejuvenate\r")?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': resumed, "), DEADLINE)?;
+    run.expect(&hv::vm_resumed(0, "domU0"), DEADLINE)?;
     // Boots are counted afresh by the new image.
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': reset requested, restarting$"), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 2\)$"), DEADLINE)?;
-    run.expect(&re(r"^\[domU0\] resetter: boot fresh=yes cpus=2$"), DEADLINE)?;
-    run.expect(&re(r"^\[hv\] vm 0 'domU0': restarted \(boot 3\)$"), DEADLINE)?;
+    run.expect(&hv::vm_reset_requested(0, "domU0"), DEADLINE)?;
+    run.expect(&hv::vm_restarted(0, "domU0", 2), DEADLINE)?;
+    run.expect(
+        &re(r"^\[domU0\] resetter: boot fresh=yes cpus=2$"),
+        DEADLINE,
+    )?;
+    run.expect(&hv::vm_restarted(0, "domU0", 3), DEADLINE)?;
     Ok(())
 }
 
