@@ -15,6 +15,7 @@ pub mod esr;
 pub mod fdt_writer;
 pub mod guest_fdt;
 pub mod handoff;
+pub mod idregs;
 pub mod image_slot;
 pub mod inject;
 pub mod layout;

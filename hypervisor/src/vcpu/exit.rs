@@ -8,6 +8,7 @@ use super::vm::Vm;
 use crate::arch::aarch64::gic::{gic, SGI_KICK};
 use crate::arch::aarch64::regs::GuestRegs;
 use crate::arch::aarch64::sysreg::cpu_index;
+use crate::arch::aarch64::traps;
 use crate::{read_sysreg, write_sysreg};
 use log::warn;
 use vmm::esr::{ec_name, fault_ipa, fsc_name, sysreg_id, Esr, Exit};
@@ -65,6 +66,14 @@ pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
                 let e = vm.vgic.lock().sgi1r_write(vcpu.index, v);
                 kick(vm, e);
                 regs.pc += 4;
+            } else if s.read && vmm::idregs::is_feature_id(s.op0, s.op1, s.crn, s.crm) {
+                // TID3: the hardware's value minus what the VM is not given.
+                stats::count(Kind::SysregOther);
+                let v = vmm::idregs::guest_view(s.id(), traps::read_feature_id(s.crm, s.op2));
+                if s.reg != 31 {
+                    regs.x[s.reg as usize] = v;
+                }
+                regs.pc += 4;
             } else {
                 stats::count(Kind::SysregOther);
                 warn!(
@@ -77,13 +86,35 @@ pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
         }
         Exit::InstructionAbort { fsc, .. } => {
             stats::count(Kind::InstrAbort);
-            let ipa = fault_ipa(read_sysreg!(hpfar_el2), read_sysreg!(far_el2));
+            let far = read_sysreg!(far_el2);
+            let ipa = fault_ipa(read_sysreg!(hpfar_el2), far);
+            let pc = regs.pc;
+            // As for a data access there: a synchronous external abort on
+            // the fetch, which the guest's handler may recover from.
+            inject_into(regs, Injected::InstructionAbort { far });
+            if regs.pc == pc {
+                // The fetch that faulted was the abort vector itself: the
+                // guest would fault here forever.
+                warn!(
+                    "vm {} '{}': instruction fetch at IPA {:#x} ({}), pc {:#x}, is its own abort vector: VM stopped",
+                    vm.id,
+                    vm.name,
+                    ipa,
+                    fsc_name(fsc),
+                    pc
+                );
+                stop_vm(vm);
+                return Next::Leave;
+            }
             warn!(
-                "vm {} '{}': instruction fetch outside its memory at IPA {:#x} ({}), pc {:#x}: VM stopped",
-                vm.id, vm.name, ipa, fsc_name(fsc), regs.pc
+                "vm {} '{}': instruction fetch outside its memory at IPA {:#x} ({}), pc {:#x}: abort injected",
+                vm.id,
+                vm.name,
+                ipa,
+                fsc_name(fsc),
+                pc
             );
-            vm.stop();
-            Next::Leave
+            Next::Continue
         }
         Exit::Other { ec, iss } => {
             stats::count(Kind::Other);

@@ -38,7 +38,8 @@ pub enum Kind {
     MmioUart,
     /// Data abort not emulated: an abort was injected into the guest.
     AbortInjected,
-    /// Instruction abort (the VM is stopped).
+    /// Instruction abort (an abort injected, or the VM stopped if the
+    /// fetch was its own abort vector).
     InstrAbort,
     /// A physical interrupt made the guest exit.
     Irq,

@@ -17,6 +17,8 @@ register_bitfields! {u64,
         TFP OFFSET(10) NUMBITS(1) [],
         /// Trap SME to EL2.
         TSM OFFSET(12) NUMBITS(1) [],
+        /// Trap the trace system registers to EL2.
+        TTA OFFSET(20) NUMBITS(1) [],
     ],
     CNTHCTL [
         /// EL1/EL0 may read the physical counter.
@@ -43,14 +45,19 @@ pub struct TrapPolicy {
     pub wfi: bool,
     /// SMC traps (PSCI calls by SMC are answered by the hypervisor).
     pub smc: bool,
+    /// Reads of the feature ID registers trap (TID3), so that features a
+    /// VM is not given are hidden (`vmm::idregs`).
+    pub id_regs: bool,
 }
 
 impl TrapPolicy {
-    /// Every VM today: fully virtualized interrupts, WFI and SMC trapped.
+    /// Every VM today: fully virtualized interrupts, WFI and SMC trapped,
+    /// ID registers filtered.
     pub const VIRTUALIZED: TrapPolicy = TrapPolicy {
         interrupts: true,
         wfi: true,
         smc: true,
+        id_regs: true,
     };
 
     /// HCR_EL2 while a guest runs under this policy: stage 2 on, set/way
@@ -75,14 +82,91 @@ impl TrapPolicy {
         if self.smc {
             v += HCR_EL2::TSC::EnableTrapEl1SmcToEl2;
         }
+        if self.id_regs {
+            v += HCR_EL2::TID3::SET;
+        }
         v.value
     }
 }
 
 /// CPTR_EL2 for every CPU: FP/SIMD not trapped (the hypervisor switches
-/// that state itself), SVE and SME trapped (not given to VMs).
+/// that state itself), SVE, SME and trace trapped (not given to VMs, and
+/// hidden from their ID registers).
 pub fn cptr() -> u64 {
-    CPTR_RES1 | (CPTR::TZ::SET + CPTR::TSM::SET + CPTR::TFP::CLEAR).value
+    CPTR_RES1 | (CPTR::TZ::SET + CPTR::TSM::SET + CPTR::TTA::SET + CPTR::TFP::CLEAR).value
+}
+
+/// MDCR_EL2 for every CPU, from its reset value `reset` (which holds HPMN,
+/// the counters EL1 may use): with a PMU, every PMU register access traps
+/// (TPM, TPMCR), so a guest that ignores the hidden PMUVer gets an UNDEF
+/// rather than the physical counters of whoever ran before it.
+pub fn mdcr(reset: u64) -> u64 {
+    use aarch64_cpu::registers::MDCR_EL2;
+    let pmuver = (crate::read_sysreg!(id_aa64dfr0_el1) >> 8) & 0xf;
+    // 0: no PMU; 0xf: an IMPLEMENTATION DEFINED one (TPM is RES0 then).
+    if pmuver == 0 || pmuver == 0xf {
+        return reset;
+    }
+    reset | (MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET).value
+}
+
+/// `mrs` of feature ID register op0=3, op1=0, CRn=0, CRm=`$crm`, op2=`$op2`.
+macro_rules! mrs_feature_id {
+    ($crm:literal, $op2:literal) => {{
+        let v: u64;
+        // SAFETY: reading an ID register (op0=3, op1=0, CRn=0, CRm=1..7:
+        // unallocated ones read as zero) has no side effects.
+        unsafe {
+            core::arch::asm!(
+                concat!("mrs {}, s3_0_c0_c", $crm, "_", $op2),
+                out(reg) v,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+        v
+    }};
+}
+
+/// One function per CRm: `fn $name(op2) -> u64` (an `mrs` needs its
+/// register name at build time).
+macro_rules! feature_id_row {
+    ($name:ident, $crm:literal) => {
+        fn $name(op2: u8) -> u64 {
+            match op2 {
+                0 => mrs_feature_id!($crm, 0),
+                1 => mrs_feature_id!($crm, 1),
+                2 => mrs_feature_id!($crm, 2),
+                3 => mrs_feature_id!($crm, 3),
+                4 => mrs_feature_id!($crm, 4),
+                5 => mrs_feature_id!($crm, 5),
+                6 => mrs_feature_id!($crm, 6),
+                _ => mrs_feature_id!($crm, 7),
+            }
+        }
+    };
+}
+
+feature_id_row!(id_crm1, 1);
+feature_id_row!(id_crm2, 2);
+feature_id_row!(id_crm3, 3);
+feature_id_row!(id_crm4, 4);
+feature_id_row!(id_crm5, 5);
+feature_id_row!(id_crm6, 6);
+feature_id_row!(id_crm7, 7);
+
+/// The hardware value of feature ID register op0=3, op1=0, CRn=0, `crm`
+/// (1..7), `op2` (0..7); 0 outside that space.
+pub fn read_feature_id(crm: u8, op2: u8) -> u64 {
+    match crm {
+        1 => id_crm1(op2),
+        2 => id_crm2(op2),
+        3 => id_crm3(op2),
+        4 => id_crm4(op2),
+        5 => id_crm5(op2),
+        6 => id_crm6(op2),
+        7 => id_crm7(op2),
+        _ => 0,
+    }
 }
 
 /// CNTHCTL_EL2 for every CPU: guests read the physical counter but do not
@@ -97,6 +181,7 @@ pub fn cnthctl() -> u64 {
 pub fn init_el2() {
     crate::write_sysreg!(cptr_el2, cptr());
     crate::write_sysreg!(cnthctl_el2, cnthctl());
+    crate::write_sysreg!(mdcr_el2, mdcr(crate::read_sysreg!(mdcr_el2)));
     crate::write_sysreg!(cntvoff_el2, 0);
     let pa_range = crate::read_sysreg!(id_aa64mmfr0_el1) & 0xf;
     crate::write_sysreg!(vtcr_el2, vmm::stage2::vtcr(pa_range));
