@@ -104,13 +104,14 @@ mod tests {
         assert_eq!(pfr1 & 0xff, MAX_PFR1 & 0xff, "BT, SSBS kept");
         assert_eq!(guest_view(ID_AA64ZFR0_EL1, 0x0110_0000_0011_0011), 0);
         assert_eq!(guest_view(ID_AA64SMFR0_EL1, u64::MAX), 0);
-        let dfr0 = guest_view(ID_AA64DFR0_EL1, 0x0000_0001_f0f1_0706 | (1 << 32));
+        const DFR0: u64 = 0x0000_0001_f0f1_0706;
+        let dfr0 = guest_view(ID_AA64DFR0_EL1, DFR0);
         assert_eq!((dfr0 >> 8) & 0xf, 0, "PMUVer");
         assert_eq!((dfr0 >> 32) & 0xf, 0, "PMSVer");
         assert_eq!((dfr0 >> 4) & 0xf, 0, "TraceVer");
         // DebugVer, BRPs, WRPs, CTX_CMPs stay.
         assert_eq!(dfr0 & 0xf, 6);
-        assert_eq!((dfr0 >> 12) & 0xf_ffff, 0xf_0f1_0706 >> 12 & 0xf_ffff);
+        assert_eq!((dfr0 >> 12) & 0xf_ffff, (DFR0 >> 12) & 0xf_ffff);
         assert_eq!((guest_view(ID_DFR0_EL1, 0x0300_0000 | 0x66) >> 24) & 0xf, 0);
     }
 

@@ -47,7 +47,7 @@ pub fn jump(dtb: u64, src: u64, copy_len: u64, handoff_len: u64, slot_base: u64)
     cache::clean_invalidate_to_poc(src, copy_len);
     cache::clean_invalidate_to_poc(img_start, img_end - img_start);
     cache::invalidate_icache();
-    crate::write_sysreg!(hcr_el2, 0);
+    crate::arch::aarch64::guest::leave_vm();
     // SAFETY: the trampoline never returns: it replaces this image and
     // enters the new one. Everything it reads was cleaned to memory above.
     unsafe {

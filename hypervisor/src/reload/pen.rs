@@ -13,7 +13,6 @@
 use crate::arch::aarch64::cache;
 use crate::board::board;
 use crate::vcpu::MAX_CPUS;
-use crate::write_sysreg;
 use core::ptr::{read_volatile, write_volatile};
 
 /// From the board's trampoline address (the trampoline itself is < 4 KiB).
@@ -68,8 +67,7 @@ pub fn prepare(ncpus: usize) -> bool {
         )
     };
     let len = end - start;
-    let cwg = (crate::read_sysreg!(ctr_el0) >> 24) & 0xf;
-    let granule = if cwg == 0 { 2048 } else { 4u64 << cwg };
+    let granule = cache::writeback_granule();
     if len > HEADER_OFF || ncpus > MAX_CPUS || granule > MAILBOX_SIZE {
         return false;
     }
@@ -97,9 +95,8 @@ pub fn prepare(ncpus: usize) -> bool {
 pub fn enter(cpu: usize) -> ! {
     // The hypervisor timer must not fire into the next image's vectors
     // before it has set them up; no guest state stays live.
-    write_sysreg!(cnthp_ctl_el2, 2);
-    write_sysreg!(hcr_el2, 0);
-    crate::arch::aarch64::sysreg::isb();
+    crate::arch::aarch64::timer::disarm_hyp_timer();
+    crate::arch::aarch64::guest::leave_vm();
     // SAFETY: `prepare` installed the pen code at `base()` and cleaned it
     // to memory; it never returns (it enters the new image).
     unsafe {
@@ -141,7 +138,6 @@ pub fn release(ncpus: usize, entry: u64) -> u64 {
         }
     }
     write_through(base() + HEADER_OFF, 0);
-    // SAFETY: SEV only wakes CPUs waiting in WFE.
-    unsafe { core::arch::asm!("dsb sy", "sev", options(nostack, preserves_flags)) };
+    crate::arch::aarch64::sysreg::dsb_sy_sev();
     released
 }

@@ -158,7 +158,6 @@ fn debug_fault() {
 /// if any): for finding out why a guest waits forever.
 fn debug_vm() {
     use crate::arch::aarch64::gic::gic;
-    use crate::read_sysreg;
     for vm in &crate::vcpu::machine().vms {
         let v: vmm::handoff::VgicState = (&*vm.vgic.lock()).into();
         let u = vm.uart.lock();
@@ -199,11 +198,12 @@ fn debug_vm() {
     for n in 0..g.nr_lrs() {
         hvprintln!("  this cpu lr{}: {:?}", n, g.read_lr(n));
     }
+    let t = crate::arch::aarch64::timer::vtimer_snapshot();
     hvprintln!(
         "  this cpu cntv_ctl {:#x} cntv_cval {} cntvct {} cntvoff {}",
-        read_sysreg!(cntv_ctl_el0),
-        read_sysreg!(cntv_cval_el0),
-        read_sysreg!(cntvct_el0),
-        read_sysreg!(cntvoff_el2)
+        t.ctl,
+        t.cval,
+        t.cntvct,
+        t.cntvoff
     );
 }

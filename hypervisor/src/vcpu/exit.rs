@@ -6,13 +6,13 @@ use super::stats::{self, Kind};
 use super::vcpu::Vcpu;
 use super::vm::Vm;
 use crate::arch::aarch64::gic::{gic, SGI_KICK};
+use crate::arch::aarch64::guest;
 use crate::arch::aarch64::regs::GuestRegs;
 use crate::arch::aarch64::sysreg::cpu_index;
 use crate::arch::aarch64::traps;
-use crate::{read_sysreg, write_sysreg};
 use log::warn;
-use vmm::esr::{ec_name, fault_ipa, fsc_name, sysreg_id, Esr, Exit};
-use vmm::inject::{inject, El1ExceptionState, Injected};
+use vmm::esr::{ec_name, fsc_name, sysreg_id, Esr, Exit};
+use vmm::inject::{inject, Injected};
 use vmm::psci::{self, Action};
 
 /// What the run loop does after an exit.
@@ -28,7 +28,7 @@ pub enum Next {
 const ICC_SGI1R_EL1: u32 = sysreg_id(3, 0, 12, 11, 5);
 
 pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
-    let esr = Esr(read_sysreg!(esr_el2));
+    let esr = Esr(guest::exit_syndrome());
     match esr.decode() {
         Exit::Hvc(_) => {
             stats::count(if stats::is_psci(regs.x[0]) {
@@ -86,8 +86,7 @@ pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
         }
         Exit::InstructionAbort { fsc, .. } => {
             stats::count(Kind::InstrAbort);
-            let far = read_sysreg!(far_el2);
-            let ipa = fault_ipa(read_sysreg!(hpfar_el2), far);
+            let (far, ipa) = guest::fault_address();
             let pc = regs.pc;
             // As for a data access there: a synchronous external abort on
             // the fetch, which the guest's handler may recover from.
@@ -185,20 +184,9 @@ fn psci_call(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
 /// Make the guest take a synchronous exception at its EL1 vector. The EL1
 /// registers are live in the hardware while the vCPU is loaded.
 pub fn inject_into(regs: &mut GuestRegs, what: Injected) {
-    let before = El1ExceptionState {
-        pc: regs.pc,
-        pstate: regs.pstate,
-        vbar_el1: read_sysreg!(vbar_el1),
-        elr_el1: read_sysreg!(elr_el1),
-        spsr_el1: read_sysreg!(spsr_el1),
-        esr_el1: read_sysreg!(esr_el1),
-        far_el1: read_sysreg!(far_el1),
-    };
+    let before = guest::el1_exception_state(regs.pc, regs.pstate);
     let after = inject(&before, what);
-    write_sysreg!(elr_el1, after.elr_el1);
-    write_sysreg!(spsr_el1, after.spsr_el1);
-    write_sysreg!(esr_el1, after.esr_el1);
-    write_sysreg!(far_el1, after.far_el1);
+    guest::set_el1_exception_state(&after);
     regs.pc = after.pc;
     regs.pstate = after.pstate;
 }

@@ -4,6 +4,7 @@
 use super::machine;
 use super::vm::Vm;
 use crate::arch::aarch64::gic::{gic, SGI_KICK};
+use crate::arch::aarch64::guest;
 use crate::arch::aarch64::sysreg::cpu_index;
 use vmm::vgic::Effects;
 
@@ -57,8 +58,7 @@ pub fn restart_vm(vm: &Vm) {
     // The guest's stage-1 translations of its previous life are gone with
     // it; a real reset leaves no TLB entries behind either. Rare: invalidate
     // every EL1&0 entry rather than switch to this VM's VMID.
-    // SAFETY: TLB maintenance only.
-    unsafe { core::arch::asm!("dsb ishst", "tlbi alle1is", "dsb ish", "isb") };
+    guest::invalidate_el1_tlbs();
     if !vm.finish_restart() {
         return;
     }

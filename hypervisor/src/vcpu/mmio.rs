@@ -7,17 +7,16 @@ use super::machine;
 use super::stats::{self, Kind};
 use super::vcpu::Vcpu;
 use super::vm::Vm;
+use crate::arch::aarch64::guest;
 use crate::arch::aarch64::regs::GuestRegs;
-use crate::read_sysreg;
 use log::warn;
-use vmm::esr::{fault_ipa, fsc_name, DataAbort};
+use vmm::esr::{fsc_name, DataAbort};
 use vmm::inject::Injected;
 use vmm::layout;
 use vmm::vgic::Effects;
 
 pub fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> Next {
-    let far = read_sysreg!(far_el2);
-    let ipa = fault_ipa(read_sysreg!(hpfar_el2), far);
+    let (far, ipa) = guest::fault_address();
     let what = if d.write { "write" } else { "read" };
     if !d.isv {
         stats::count(Kind::AbortInjected);

@@ -12,11 +12,11 @@ use super::vcpu::Vcpu;
 use super::vm::{Vm, VmState};
 use super::{irq, machine, quiesce};
 use crate::arch::aarch64::gic::gic;
+use crate::arch::aarch64::guest;
 use crate::arch::aarch64::regs::{run_guest, ExitKind};
 use crate::arch::aarch64::sysreg::{counter, counter_freq, isb, wfi};
 use crate::arch::aarch64::timer::{arm_hyp_timer, disarm_hyp_timer, vtimer_deadline, vtimer_off};
 use crate::arch::aarch64::traps::TrapPolicy;
-use crate::write_sysreg;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use log::warn;
@@ -139,9 +139,7 @@ impl Cpu {
         v.wake_at
             .store(u64::MAX, core::sync::atomic::Ordering::Release);
         // Load the vCPU onto this CPU.
-        write_sysreg!(vttbr_el2, vm.vttbr);
-        write_sysreg!(cntvoff_el2, vm.cntvoff);
-        write_sysreg!(hcr_el2, TrapPolicy::VIRTUALIZED.hcr());
+        guest::enter_vm(vm.vttbr, vm.cntvoff, TrapPolicy::VIRTUALIZED);
         st.el1.restore();
         st.fp.restore();
         gic().restore_vif(&st.vif);
@@ -297,8 +295,7 @@ impl Cpu {
             .unlink_hw(v.index, linked_in_lr, &mut |p| g.deactivate(p));
         // Silence this vCPU's timer while it is not on the CPU.
         vtimer_off();
-        write_sysreg!(hcr_el2, 0);
-        isb();
+        guest::leave_vm();
         drop(st);
         unloaded(vm);
     }

@@ -1,5 +1,16 @@
 //! Cache maintenance by address range.
 
+/// The cache writeback granule in bytes, from CTR_EL0.CWG (2 KiB, the
+/// architectural maximum, when the CPU does not say).
+pub fn writeback_granule() -> u64 {
+    let cwg = (crate::read_sysreg!(ctr_el0) >> 24) & 0xf;
+    if cwg == 0 {
+        2048
+    } else {
+        4u64 << cwg
+    }
+}
+
 /// Smallest data cache line, from CTR_EL0.DminLine.
 fn dcache_line() -> u64 {
     4 << ((crate::read_sysreg!(ctr_el0) >> 16) & 0xf)

@@ -1,12 +1,12 @@
 //! AArch64 EL2: boot, exception vectors, system registers, the EL2 MMU, the
 //! physical GIC and its virtualization interface, vCPU register context,
-//! timers and trap controls. The only code that names a system register or
-//! holds assembly (the vCPU and reload layers still read a few syndrome and
-//! EL1 registers directly; see docs/architecture.md).
+//! timers, trap controls and the loaded guest's EL2 state. The only code
+//! that names a system register or holds assembly.
 pub mod cache;
 pub mod context;
 pub mod exception;
 pub mod gic;
+pub mod guest;
 pub mod mmu;
 pub mod regs;
 pub mod sysreg;

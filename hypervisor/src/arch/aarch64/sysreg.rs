@@ -85,6 +85,14 @@ pub fn sev() {
     unsafe { core::arch::asm!("dsb ish", "sev", options(nostack, preserves_flags)) };
 }
 
+/// Wake every CPU waiting in WFE after every earlier memory access and
+/// cache maintenance, in any shareability domain, has completed (CPUs with
+/// their caches off read what was written).
+pub fn dsb_sy_sev() {
+    // SAFETY: a barrier and an event; no memory effects of their own.
+    unsafe { core::arch::asm!("dsb sy", "sev", options(nostack, preserves_flags)) };
+}
+
 pub fn wfi() {
     // SAFETY: waits for an interrupt (masked interrupts still wake it).
     unsafe { core::arch::asm!("wfi", options(nostack, preserves_flags)) };

@@ -27,6 +27,23 @@ pub fn vtimer_deadline(cntvoff: u64) -> u64 {
     read_sysreg!(cntv_cval_el0).wrapping_add(cntvoff)
 }
 
+/// The loaded virtual timer as the hardware holds it (`debug-vm`).
+pub struct VtimerSnapshot {
+    pub ctl: u64,
+    pub cval: u64,
+    pub cntvct: u64,
+    pub cntvoff: u64,
+}
+
+pub fn vtimer_snapshot() -> VtimerSnapshot {
+    VtimerSnapshot {
+        ctl: read_sysreg!(cntv_ctl_el0),
+        cval: read_sysreg!(cntv_cval_el0),
+        cntvct: read_sysreg!(cntvct_el0),
+        cntvoff: read_sysreg!(cntvoff_el2),
+    }
+}
+
 /// Silence the loaded virtual timer (a vCPU leaving its CPU).
 pub fn vtimer_off() {
     write_sysreg!(cntv_ctl_el0, 0);
