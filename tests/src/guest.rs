@@ -70,6 +70,19 @@ pub fn mempattern_pass(name: &str, line: &str) -> Option<u64> {
     rest.split(':').next()?.parse().ok()
 }
 
+/// The count of a `counter: N` line of Linux's counter service. The line
+/// may follow the shell's prompt on the same console line: the prompt is a
+/// partial line, shown when the VM idles, and the service's next line
+/// continues it (`[domU0] / # counter: 5`).
+pub fn linux_counter_n(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("[domU0] ")?;
+    let (before, count) = rest.rsplit_once("counter: ")?;
+    if !(before.is_empty() || before.starts_with("/ #")) {
+        return None;
+    }
+    count.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

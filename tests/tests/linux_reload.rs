@@ -10,22 +10,10 @@
 //! is its initramfs, which lives only in the page cache: there is no disk
 //! to fall back to, so the content surviving is the page cache surviving.)
 
+use tests::guest::linux_counter_n as counter_n;
 use tests::*;
 
 const RELOADS: u32 = 20;
-
-/// The count of a `counter: N` line of Linux's counter service. The line
-/// may follow the shell's prompt on the same console line: the prompt is a
-/// partial line, shown when the VM idles, and the service's next line
-/// continues it (`[domU0] / # counter: 5`).
-fn counter_n(line: &str) -> Option<u64> {
-    let rest = line.strip_prefix("[domU0] ")?;
-    let (before, count) = rest.rsplit_once("counter: ")?;
-    if !(before.is_empty() || before.starts_with("/ #")) {
-        return None;
-    }
-    count.trim().parse().ok()
-}
 
 fn pass_n(line: &str) -> Option<u64> {
     mempattern_pass("domU2", line)
