@@ -158,7 +158,22 @@ impl Cpu {
         loop {
             // Deliver what is pending into free list registers.
             writes.clear();
-            let overflow = vm.vgic.lock().fill_lrs(v.index, &mut writes);
+            let cpu = self.index;
+            let overflow = vm
+                .vgic
+                .lock()
+                .fill_lrs_resampled(v.index, &mut writes, &mut |phys| {
+                    // A level interrupt queued while masked whose line dropped
+                    // since (the timer turned off, the device cleared) is not
+                    // delivered: finish the physical one, which was held
+                    // active for the guest.
+                    match g.line_asserted(cpu, phys) {
+                        Some(false) if phys < 32 => g.deactivate(phys),
+                        Some(false) => g.clear_active_spi(phys),
+                        _ => return true,
+                    }
+                    false
+                });
             for &(slot, lr) in &writes {
                 g.write_lr(slot, lr);
             }

@@ -335,6 +335,24 @@ impl Vgic {
     /// them): for lack of a free slot, or behind a list register whose
     /// content is not known yet.
     pub fn fill_lrs(&mut self, vcpu: usize, out: &mut Vec<(usize, Lr)>) -> bool {
+        self.fill_lrs_resampled(vcpu, out, &mut |_| true)
+    }
+
+    /// [`Vgic::fill_lrs`], re-sampling each copy linked to a physical
+    /// interrupt before it is placed: `still_asserted(phys)` says whether
+    /// the physical interrupt's line is still asserted (true for an edge
+    /// interrupt, whose line says nothing). A level-sensitive interrupt's
+    /// pending state follows its line: a copy queued while the guest had it
+    /// masked, whose line has dropped since (a virtual timer turned off, a
+    /// device cleared by its driver), is withdrawn instead of delivered
+    /// stale. When `still_asserted` returns false the caller has finished
+    /// the physical interrupt (deactivated it): the link is dropped here.
+    pub fn fill_lrs_resampled(
+        &mut self,
+        vcpu: usize,
+        out: &mut Vec<(usize, Lr)>,
+        still_asserted: &mut dyn FnMut(u32) -> bool,
+    ) -> bool {
         if self.needs_fill & (1 << vcpu) == 0 {
             return false;
         }
@@ -356,6 +374,20 @@ impl Vgic {
                 cands.push((irq.priority, intid));
             }
         }
+        // Withdraw linked copies whose line has dropped (see above).
+        cands.retain(|&(_, intid)| {
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                return false;
+            };
+            match irq.hw {
+                Some(phys) if !still_asserted(phys) => {
+                    irq.pending = false;
+                    irq.hw = None;
+                    false
+                }
+                _ => true,
+            }
+        });
         cands.sort_unstable();
         let mut left = cands.len();
         for (_, intid) in cands {

@@ -243,6 +243,64 @@ fn hostile_accesses_never_panic() {
 mod hw_link_tests {
     use super::*;
 
+    /// Issue 10 item 2: the guest masks its timer PPI, the timer fires
+    /// (queued, linked to the physical PPI), then the guest turns the timer
+    /// off (the line drops) and unmasks: the copy is withdrawn, not
+    /// delivered stale, and the physical PPI is left to the caller to
+    /// finish. With the line still up it is delivered as before.
+    #[test]
+    fn a_queued_level_copy_whose_line_dropped_is_withdrawn() {
+        for line_up in [false, true] {
+            let mut g = Vgic::new(Version::V3, 1, 4);
+            g.dist_write(0, 0, 4, 2);
+            g.redist_write(0, 0x10080, 4, 1 << 27);
+            // Masked (not enabled) when the timer fires.
+            g.inject(0, 27, Some(27));
+            let mut out = Vec::new();
+            let mut asked = Vec::new();
+            g.fill_lrs_resampled(0, &mut out, &mut |p| {
+                asked.push(p);
+                line_up
+            });
+            assert!(out.is_empty(), "masked: nothing placed");
+            assert!(asked.is_empty(), "a masked copy is not re-sampled yet");
+            // Unmask (GICR_ISENABLER0).
+            g.redist_write(0, 0x10100, 4, 1 << 27);
+            g.fill_lrs_resampled(0, &mut out, &mut |p| {
+                asked.push(p);
+                line_up
+            });
+            assert_eq!(asked, [27]);
+            if line_up {
+                assert_eq!(out.len(), 1);
+                assert_eq!(out[0].1.hw, Some(27));
+            } else {
+                assert!(out.is_empty(), "stale copy delivered: {out:?}");
+                assert!(!g.cpus[0].private[27].pending);
+                assert_eq!(g.cpus[0].private[27].hw, None);
+                assert!(!g.has_pending(0));
+                // The next time the timer fires it is delivered normally.
+                g.inject(0, 27, Some(27));
+                g.fill_lrs_resampled(0, &mut out, &mut |_| true);
+                assert_eq!(out.len(), 1);
+            }
+        }
+    }
+
+    /// Only linked copies are re-sampled: a software-pending interrupt
+    /// (an SGI, an emulated device's edge) never asks.
+    #[test]
+    fn virtual_only_copies_are_not_resampled() {
+        let mut g = Vgic::new(Version::V3, 1, 4);
+        g.dist_write(0, 0, 4, 2);
+        g.redist_write(0, 0x10080, 4, 1 << 3);
+        g.redist_write(0, 0x10100, 4, 1 << 3);
+        g.inject(0, 3, None);
+        let mut out = Vec::new();
+        g.fill_lrs_resampled(0, &mut out, &mut |p| panic!("asked about {p}"));
+        assert_eq!(out.len(), 1);
+    }
+
     #[test]
     fn reinjection_while_in_lr_keeps_its_hardware_link() {
         let mut g = Vgic::new(Version::V3, 1, 4);

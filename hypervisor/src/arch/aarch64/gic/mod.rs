@@ -100,6 +100,17 @@ impl Gic {
         }
     }
 
+    /// For a level-sensitive physical interrupt: whether its line is still
+    /// asserted (private interrupts: CPU `cpu`'s, which must be the caller's
+    /// on GICv2, whose private registers are banked). None if it is
+    /// edge-triggered.
+    pub fn line_asserted(&self, cpu: usize, intid: u32) -> Option<bool> {
+        match self {
+            Gic::V2(g) => g.line_asserted(intid),
+            Gic::V3(g) => g.line_asserted(cpu, intid),
+        }
+    }
+
     /// Clear the active state of SPI `intid`, whichever CPU acknowledged it.
     pub fn clear_active_spi(&self, intid: u32) {
         match self {

@@ -10,6 +10,8 @@ const GICD_TYPER: usize = 0x4;
 const GICD_IGROUPR: usize = 0x80;
 const GICD_ISENABLER: usize = 0x100;
 const GICD_ICENABLER: usize = 0x180;
+const GICD_ISPENDR: usize = 0x200;
+const GICD_ICFGR: usize = 0xc00;
 const GICD_ICACTIVER: usize = 0x380;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICD_IROUTER: usize = 0x6000;
@@ -115,6 +117,23 @@ impl GicV3 {
         let reg = if on { GICD_ISENABLER } else { GICD_ICENABLER };
         mmio_write(base + reg + (i as usize / 32) * 4, 1 << (i % 32));
         dsb_sy();
+    }
+
+    /// Whether `intid` is level-sensitive and its line is asserted (pending
+    /// or active-and-pending: for a level interrupt the pending state is the
+    /// line); private interrupts are CPU `cpu`'s (its redistributor, same
+    /// register offsets in the SGI frame). None for an edge interrupt.
+    pub fn line_asserted(&self, cpu: usize, intid: u32) -> Option<bool> {
+        let base = if intid < 32 {
+            self.gicr[cpu] + SGI_BASE
+        } else {
+            self.gicd
+        };
+        let cfg = mmio_read(base + GICD_ICFGR + (intid as usize / 16) * 4);
+        if (cfg >> ((intid % 16) * 2 + 1)) & 1 != 0 {
+            return None;
+        }
+        Some(mmio_read(base + GICD_ISPENDR + (intid as usize / 32) * 4) & (1 << (intid % 32)) != 0)
     }
 
     /// Clear an SPI's active state from any CPU (distributor, not ICC_DIR_EL1).
