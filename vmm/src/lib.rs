@@ -21,6 +21,7 @@ pub mod inject;
 pub mod layout;
 pub mod memory;
 pub mod psci;
+pub mod ptimer;
 pub mod stage2;
 pub mod vgic;
 pub mod vpl011;

@@ -16,6 +16,11 @@ use core::sync::atomic::Ordering;
 use vmm::handoff::{self, Handoff, HandoffLimits};
 use vmm::memory::Region;
 
+/// The emulated physical timer's registers, stored with the vCPU's system
+/// registers in the handoff block (optional entries, see `save`).
+pub const PTIMER_CTL: &str = "cntp_ctl_el0";
+pub const PTIMER_CVAL: &str = "cntp_cval_el0";
+
 /// Validate the handoff block at `addr` and rebuild the VMs it describes.
 /// Returns the VMs, the block and when it had been decoded and validated.
 fn rebuild(
@@ -118,6 +123,12 @@ fn rebuild(
                         apr: st.vif.apr,
                         lrs: st.vif.lrs,
                     },
+                    // Optional in the block (images before the emulated
+                    // physical timer wrote none): absent = off.
+                    ptimer: vmm::ptimer::PTimer::restore(
+                        st.sysreg(PTIMER_CTL).unwrap_or(0),
+                        st.sysreg(PTIMER_CVAL).unwrap_or(0),
+                    ),
                     // Wake-up deadlines are not carried over; a vCPU that
                     // waited in WFI simply resumes (a spurious wake-up,
                     // which WFI allows).

@@ -72,7 +72,15 @@ fn snapshot(h: &Machine, t_quiesced: u64, console_pending: &dyn Fn(usize) -> Vec
                         x: st.regs.x,
                         pc: st.regs.pc,
                         pstate: st.regs.pstate,
-                        sysregs: st.el1.named(),
+                        sysregs: {
+                            // The EL1 context, and the emulated physical
+                            // timer (not a live register: optional entries
+                            // an older image ignores).
+                            let mut r = st.el1.named();
+                            r.push((super::resume::PTIMER_CTL.into(), st.ptimer.ctl));
+                            r.push((super::resume::PTIMER_CVAL.into(), st.ptimer.cval));
+                            r
+                        },
                         fp: FpState {
                             q: st.fp.q,
                             fpcr: st.fp.fpcr,

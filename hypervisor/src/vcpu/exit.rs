@@ -3,17 +3,18 @@
 use super::lifecycle::{kick, kick_all, stop_vm};
 use super::mmio::data_abort;
 use super::stats::{self, Kind};
-use super::vcpu::Vcpu;
+use super::vcpu::{Vcpu, VcpuState};
 use super::vm::Vm;
 use crate::arch::aarch64::gic::{gic, SGI_KICK};
 use crate::arch::aarch64::guest;
 use crate::arch::aarch64::regs::GuestRegs;
-use crate::arch::aarch64::sysreg::cpu_index;
+use crate::arch::aarch64::sysreg::{counter, cpu_index};
 use crate::arch::aarch64::traps;
 use log::warn;
 use vmm::esr::{ec_name, fsc_name, sysreg_id, Esr, Exit};
 use vmm::inject::{inject, Injected};
 use vmm::psci::{self, Action};
+use vmm::ptimer::PTimer;
 
 /// What the run loop does after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +28,8 @@ pub enum Next {
 
 const ICC_SGI1R_EL1: u32 = sysreg_id(3, 0, 12, 11, 5);
 
-pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
+pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, st: &mut VcpuState) -> Next {
+    let VcpuState { regs, ptimer, .. } = st;
     let esr = Esr(guest::exit_syndrome());
     match esr.decode() {
         Exit::Hvc(_) => {
@@ -65,6 +67,24 @@ pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs) -> Next {
                 };
                 let e = vm.vgic.lock().sgi1r_write(vcpu.index, v);
                 kick(vm, e);
+                regs.pc += 4;
+            } else if PTimer::handles(s.id()) {
+                // The emulated physical timer; the run loop signals its
+                // line and arms for its deadline before the next entry.
+                stats::count(Kind::SysregOther);
+                let now = counter();
+                if s.read {
+                    if s.reg != 31 {
+                        regs.x[s.reg as usize] = ptimer.read(s.id(), now);
+                    }
+                } else {
+                    let v = if s.reg == 31 {
+                        0
+                    } else {
+                        regs.x[s.reg as usize]
+                    };
+                    ptimer.write(s.id(), v, now);
+                }
                 regs.pc += 4;
             } else if s.read && vmm::idregs::is_feature_id(s.op0, s.op1, s.crn, s.crm) {
                 // TID3: the hardware's value minus what the VM is not given.

@@ -30,6 +30,12 @@ struct Cpu {
     mine: Vec<(&'static Vm, &'static Vcpu)>,
     next: usize,
     slice_over: bool,
+    /// End of the running vCPU's time slice (shared CPUs only).
+    slice_end: u64,
+    /// What the EL2 timer is armed for while a vCPU runs (`u64::MAX`: not
+    /// armed): the earliest of the slice's end (shared CPUs) or the next
+    /// periodic work (a CPU alone), and the vCPU's emulated physical timer.
+    armed: u64,
 }
 
 pub fn cpu_loop(index: usize) -> ! {
@@ -49,6 +55,8 @@ pub fn cpu_loop(index: usize) -> ! {
         mine,
         next: 0,
         slice_over: false,
+        slice_end: u64::MAX,
+        armed: u64::MAX,
     };
     h.online
         .fetch_or(1 << index, core::sync::atomic::Ordering::AcqRel);
@@ -123,6 +131,36 @@ impl Cpu {
         self.slice_over |= irq::handle(self.index, None);
     }
 
+    /// The EL2 timer fired (`fired`) and was disarmed by the interrupt
+    /// handler: on a shared CPU, the slice may be over.
+    fn timer_fired(&mut self, fired: bool) {
+        if fired {
+            self.armed = u64::MAX;
+            self.slice_over |= counter() >= self.slice_end;
+        }
+    }
+
+    /// Arm the EL2 timer for what the running vCPU needs next (see
+    /// `Cpu::armed`), if that changed; `ptimer` is its physical timer's
+    /// deadline.
+    fn rearm(&mut self, shared: bool, ptimer: u64) {
+        let want = if shared {
+            self.slice_end
+        } else {
+            machine().upcalls.poll_deadline(self.index)
+        }
+        .min(ptimer);
+        if want == self.armed {
+            return;
+        }
+        if want == u64::MAX {
+            disarm_hyp_timer();
+        } else {
+            arm_hyp_timer(want);
+        }
+        self.armed = want;
+    }
+
     fn run(&mut self, vm: &'static Vm, v: &'static Vcpu) {
         // Counted as loaded before checking that the VM still runs: a reset
         // (begin_reset, then waiting for `loaded` to drop to zero) either
@@ -144,18 +182,25 @@ impl Cpu {
         st.fp.restore();
         gic().restore_vif(&st.vif);
         isb();
+        self.armed = u64::MAX;
         if shared {
-            arm_hyp_timer(counter() + counter_freq() * SLICE_MS / 1000);
+            self.slice_end = counter() + counter_freq() * SLICE_MS / 1000;
             self.slice_over = false;
-        } else if up.poll_deadline(self.index) != u64::MAX {
-            // Alone on its CPU, the vCPU may not exit for a long time; make
-            // sure it does when periodic work (a reload) is due.
-            arm_hyp_timer(up.poll_deadline(self.index));
         }
+        // Alone on its CPU, the vCPU may not exit for a long time: make
+        // sure it does when periodic work (a reload) is due; shared, when
+        // its slice ends; either way, when its physical timer fires.
+        self.rearm(shared, st.ptimer.deadline());
         let g = gic();
         let nr_lrs = g.nr_lrs();
         let mut writes = Vec::with_capacity(nr_lrs);
         loop {
+            // The emulated physical timer's line follows the counter.
+            if st.ptimer.active() {
+                if let Some(level) = st.ptimer.update(counter()) {
+                    vm.vgic.lock().set_level(v.index, vmm::ptimer::PPI, level);
+                }
+            }
             // Deliver what is pending into free list registers.
             writes.clear();
             let cpu = self.index;
@@ -191,10 +236,10 @@ impl Cpu {
                 });
             }
             let next = match kind {
-                ExitKind::Sync => handle_sync(vm, v, &mut st.regs),
+                ExitKind::Sync => handle_sync(vm, v, &mut st),
                 ExitKind::Irq | ExitKind::Fiq => {
                     stats::count(Kind::Irq);
-                    self.slice_over |= irq::handle(self.index, Some((vm, v)));
+                    self.timer_fired(irq::handle(self.index, Some((vm, v))));
                     Next::Continue
                 }
                 ExitKind::SError => {
@@ -225,7 +270,7 @@ impl Cpu {
                     if shared && self.others_runnable(v) {
                         st.waiting = true;
                         v.wake_at.store(
-                            vtimer_deadline(vm.cntvoff),
+                            vtimer_deadline(vm.cntvoff).min(st.ptimer.deadline()),
                             core::sync::atomic::Ordering::Release,
                         );
                         break;
@@ -238,23 +283,21 @@ impl Cpu {
                     // did not wake a WFI at EL2 (Linux, alone on its CPU,
                     // slept 20+ s until an unrelated interrupt came).
                     // Shared CPUs have their slice timer instead.
-                    let periodic = up.poll_deadline(self.index);
                     if !shared {
+                        // The safety net, or what rearm() armed (periodic
+                        // work, the physical timer) if that comes first.
                         let net = vtimer_deadline(vm.cntvoff).saturating_add(counter_freq() / 1000);
-                        if net.min(periodic) != u64::MAX {
-                            arm_hyp_timer(net.min(periodic));
+                        if net < self.armed {
+                            arm_hyp_timer(net);
+                            self.armed = net;
                         }
                     }
                     wfi();
-                    self.slice_over |= irq::handle(self.index, Some((vm, v)));
+                    self.timer_fired(irq::handle(self.index, Some((vm, v))));
                     if !shared {
-                        // Back to what run() armed: the periodic reload's
-                        // timer, or none.
-                        if periodic != u64::MAX {
-                            arm_hyp_timer(periodic);
-                        } else {
-                            disarm_hyp_timer();
-                        }
+                        // Back to what rearm() wants (below).
+                        self.armed = u64::MAX;
+                        disarm_hyp_timer();
                     }
                     // The wake-up may be the periodic reload's timer.
                     up.poll(self.index);
@@ -273,9 +316,10 @@ impl Cpu {
                 if self.others_runnable(v) {
                     break;
                 }
-                arm_hyp_timer(counter() + counter_freq() * SLICE_MS / 1000);
+                self.slice_end = counter() + counter_freq() * SLICE_MS / 1000;
                 self.slice_over = false;
             }
+            self.rearm(shared, st.ptimer.deadline());
         }
         // Unload: keep the context where the vCPU can be resumed from.
         st.el1.save();

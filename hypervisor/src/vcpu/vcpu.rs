@@ -32,6 +32,8 @@ pub struct VcpuState {
     pub el1: El1Context,
     pub fp: FpContext,
     pub vif: VifState,
+    /// The emulated EL1 physical timer (`vmm::ptimer`).
+    pub ptimer: vmm::ptimer::PTimer,
     /// Waiting in WFI (yielded its physical CPU).
     pub waiting: bool,
 }
@@ -63,6 +65,7 @@ impl Vcpu {
                 el1,
                 fp: FpContext::default(),
                 vif: VifState::default(),
+                ptimer: vmm::ptimer::PTimer::default(),
                 waiting: false,
             }),
         }
@@ -136,6 +139,7 @@ impl Vcpu {
         s.el1 = reset_el1(self.index);
         s.fp = FpContext::default();
         s.vif = VifState::default();
+        s.ptimer = vmm::ptimer::PTimer::default();
         s.waiting = false;
         drop(s);
         self.power.store(POWER_ON, Ordering::Release);
