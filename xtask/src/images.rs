@@ -200,11 +200,7 @@ fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
     let out = next_image();
     std::fs::write(
         &out,
-        vmm::image_slot::package(
-            &next_version(),
-            platform::boards::qemu_virt::BOARD.name,
-            &image,
-        ),
+        vmm::image_slot::package(&next_version(), crate::machine::virt::BOARD.name, &image),
     )
     .with_context(|| format!("writing {}", out.display()))?;
     Ok(out)

@@ -2,17 +2,18 @@
 //! (machine + VMs) into a QEMU command line with a patched device tree, and
 //! drives QEMU over a serial pipe for the integration tests.
 //!
-//! The `cargo xtask` binary is a thin CLI over this library; the `tests` crate
-//! uses it directly.
+//! The `cargo xtask` binary is a thin CLI over this library (`main.rs`: the
+//! options; `cmd/`: one file per subcommand); the `tests` crate uses it
+//! directly. [`machine`] holds what xtask knows about each QEMU machine.
 
 use std::path::{Path, PathBuf};
 
 pub mod bench;
-pub mod bench_linux;
 pub mod cpio;
 pub mod dtb;
 pub mod images;
 pub mod linux;
+pub mod machine;
 pub mod qemu;
 pub mod runner;
 pub mod scenario;
@@ -20,6 +21,14 @@ pub mod toolchain;
 
 pub use runner::{LinePattern, QemuRun};
 pub use scenario::{QemuCommand, Scenario, SerialMode, VmSpec};
+
+/// `cargo xtask bench linux` and the `exits` line reading under their
+/// former path (`bench_linux.rs`), which the `tests` crate uses; they live
+/// in [`bench::linux`] and [`bench`](mod@bench).
+pub mod bench_linux {
+    pub use crate::bench::linux::run;
+    pub use crate::bench::{parse_exits, rates, ExitsReading};
+}
 
 /// The workspace root (the directory holding the workspace `Cargo.toml`).
 ///

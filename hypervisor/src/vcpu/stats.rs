@@ -68,7 +68,7 @@ const KINDS: usize = Kind::PirqOther as usize + 1;
 const FIRST_PIRQ: usize = Kind::PirqHypTimer as usize;
 
 /// Names in the `exits` line, in `Kind` order. Keep in step with
-/// `xtask/src/bench_linux.rs` and docs/architecture.md.
+/// `xtask/src/bench/linux.rs` and docs/architecture.md.
 const NAMES: [&str; KINDS] = [
     "hvc_psci",
     "hvc_other",

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 
+use super::{hbar_chart, parse_exits, rates, ExitsReading};
+use crate::machine::virt;
 use crate::qemu::{self, QemuLock};
 use crate::{images, linux, QemuCommand, QemuRun, Scenario, SerialMode, VmSpec};
 
@@ -75,75 +77,6 @@ enum Host {
     Blink,
 }
 
-/// One reading of the hypervisor's `exits` line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExitsReading {
-    /// Physical counter when the line was printed, and its frequency.
-    pub counter: u64,
-    pub freq: u64,
-    /// `name=count` pairs in the order printed (`total` first).
-    pub counts: Vec<(String, u64)>,
-}
-
-/// Parses `[hv] exits at counter <c> freq <hz>: total=N name=N ...`.
-pub fn parse_exits(line: &str) -> Option<ExitsReading> {
-    let rest = line.strip_prefix("[hv] exits at counter ")?;
-    let (head, list) = rest.split_once(": ")?;
-    let (counter, freq) = head.split_once(" freq ")?;
-    let counts = list
-        .split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (!k.is_empty()).then_some(())?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    if counts.first().map(|(k, _)| k.as_str()) != Some("total") {
-        return None;
-    }
-    Some(ExitsReading {
-        counter: counter.parse().ok()?,
-        freq: freq.parse().ok()?,
-        counts,
-    })
-}
-
-/// Per-second rates of every count between two readings, and the window's
-/// length in seconds of counter time. Fails if the readings do not fit
-/// together (another image in between, counter not advancing).
-pub fn rates(a: &ExitsReading, b: &ExitsReading) -> Result<(f64, Vec<(String, f64)>)> {
-    if a.freq == 0 || a.freq != b.freq {
-        bail!(
-            "counter frequencies {} and {} do not allow a rate",
-            a.freq,
-            b.freq
-        );
-    }
-    if b.counter <= a.counter {
-        bail!(
-            "the counter did not advance between the readings ({} -> {})",
-            a.counter,
-            b.counter
-        );
-    }
-    let secs = (b.counter - a.counter) as f64 / a.freq as f64;
-    if a.counts
-        .iter()
-        .map(|c| &c.0)
-        .ne(b.counts.iter().map(|c| &c.0))
-    {
-        bail!("the two exits lines name different counters");
-    }
-    let mut out = Vec::with_capacity(a.counts.len());
-    for ((name, x), (_, y)) in a.counts.iter().zip(&b.counts) {
-        if y < x {
-            bail!("{name} went down ({x} -> {y}): a different hypervisor image answered");
-        }
-        out.push((name.clone(), (y - x) as f64 / secs));
-    }
-    Ok((secs, out))
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -165,7 +98,7 @@ fn bare_args(vm: &VmSpec, dtb: &Path, icount: bool) -> Result<Vec<String>> {
     };
     let mut args: Vec<String> = vec![
         "-M".into(),
-        format!("virt,gic-version={GIC}"),
+        virt::machine_option(GIC, false),
         "-cpu".into(),
         CPU.into(),
         "-smp".into(),
@@ -532,128 +465,9 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// Horizontal grouped bars (two series per row, linear scale, values
-/// printed), as a standalone SVG document: room for long row names.
-fn hbar_chart(title: &str, series: (&str, &str), rows: &[(String, f64, f64)]) -> String {
-    let (left, width, bar, top) = (140.0, 440.0, 11.0, 50.0);
-    let row_h = 2.0 * bar + 8.0;
-    let h = top + row_h * rows.len() as f64 + 40.0;
-    let w = left + width + 80.0;
-    let max = rows.iter().map(|r| r.1.max(r.2)).fold(1.0, f64::max);
-    let colors = ["#3b6ea5", "#e08a2c"];
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" text-anchor="middle" font-size="15">{title}</text>
-<line x1="{left}" y1="{}" x2="{left}" y2="{}" stroke="black"/>
-"#,
-        w / 2.0,
-        top - 6.0,
-        h - 34.0
-    );
-    for (i, (name, a, b)) in rows.iter().enumerate() {
-        let y = top + row_h * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{name}</text>"#,
-            left - 6.0,
-            y + bar + 4.0
-        );
-        for (k, v) in [*a, *b].into_iter().enumerate() {
-            let yy = y + k as f64 * bar;
-            let bw = width * v / max;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{left}" y="{yy:.1}" width="{bw:.1}" height="{:.1}" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="10">{v:.0}</text>"#,
-                bar - 1.0,
-                colors[k],
-                left + bw + 4.0,
-                yy + bar - 2.0
-            );
-        }
-    }
-    let ly = h - 24.0;
-    for (k, name) in [series.0, series.1].into_iter().enumerate() {
-        let x = left + 180.0 * k as f64;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{x}" y="{ly}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{name}</text>"#,
-            colors[k],
-            x + 16.0,
-            ly + 10.0
-        );
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const LINE: &str = "[hv] exits at counter 625000000 freq 62500000: total=30 hvc_psci=2 wfi=20 mmio_uart=8 pirq_vtimer=5";
-
-    #[test]
-    fn exits_line_parses() {
-        let r = parse_exits(LINE).unwrap();
-        assert_eq!((r.counter, r.freq), (625_000_000, 62_500_000));
-        assert_eq!(r.counts.len(), 5);
-        assert_eq!(r.counts[0], ("total".to_string(), 30));
-        assert_eq!(r.counts[4], ("pirq_vtimer".to_string(), 5));
-    }
-
-    #[test]
-    fn malformed_exits_lines_are_refused() {
-        for bad in [
-            "",
-            "[domU0] exits at counter 1 freq 2: total=3",
-            "[hv] exits at counter x freq 2: total=3",
-            "[hv] exits at counter 1 freq 2 total=3",
-            "[hv] exits at counter 1 freq 2: total=3 wfi",
-            "[hv] exits at counter 1 freq 2: total=3 wfi=-1",
-            "[hv] exits at counter 1 freq 2: total=3 =4",
-            "[hv] exits at counter 1 freq 2: wfi=3",
-        ] {
-            assert_eq!(parse_exits(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn rates_per_second_of_counter_time() {
-        let a = parse_exits(LINE).unwrap();
-        // 2.5 s later (counter at 62.5 MHz).
-        let b = parse_exits("[hv] exits at counter 781250000 freq 62500000: total=280 hvc_psci=2 wfi=220 mmio_uart=58 pirq_vtimer=30").unwrap();
-        let (secs, r) = rates(&a, &b).unwrap();
-        assert!((secs - 2.5).abs() < 1e-9);
-        let got: Vec<(&str, f64)> = r.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("total", 100.0),
-                ("hvc_psci", 0.0),
-                ("wfi", 80.0),
-                ("mmio_uart", 20.0),
-                ("pirq_vtimer", 10.0)
-            ]
-        );
-    }
-
-    #[test]
-    fn rates_refuse_readings_that_do_not_fit() {
-        let a = parse_exits(LINE).unwrap();
-        // Same counter: no time passed.
-        assert!(rates(&a, &a).is_err());
-        // A count went down: a reload in between.
-        let b = parse_exits("[hv] exits at counter 700000000 freq 62500000: total=10 hvc_psci=2 wfi=1 mmio_uart=8 pirq_vtimer=5").unwrap();
-        assert!(rates(&a, &b).is_err());
-        // Different counters named.
-        let c =
-            parse_exits("[hv] exits at counter 700000000 freq 62500000: total=40 wfi=30").unwrap();
-        assert!(rates(&a, &c).is_err());
-        // Different frequency.
-        let d = parse_exits("[hv] exits at counter 700000000 freq 1000: total=30 hvc_psci=2 wfi=20 mmio_uart=8 pirq_vtimer=5").unwrap();
-        assert!(rates(&a, &d).is_err());
-    }
 
     #[test]
     fn bare_run_copies_the_vm() {
@@ -717,21 +531,5 @@ mod tests {
     fn median_takes_the_middle() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert!(median(&[]).is_nan());
-    }
-
-    #[test]
-    fn hbar_chart_has_every_row() {
-        let svg = hbar_chart(
-            "t",
-            ("a", "b"),
-            &[
-                ("wfi".into(), 10.0, 20.0),
-                ("pirq_vtimer".into(), 0.0, 250.0),
-            ],
-        );
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        // Background, 2 bars per row, 2 legend swatches.
-        assert_eq!(svg.matches("<rect").count(), 1 + 4 + 2);
-        assert!(svg.contains(">wfi<") && svg.contains(">pirq_vtimer<") && svg.contains(">250<"));
     }
 }

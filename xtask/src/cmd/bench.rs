@@ -1,0 +1,25 @@
+//! `cargo xtask bench <what>`: QEMU, the toolchain and the images made
+//! ready, then the benchmark run (the benchmarks are in the library's
+//! `bench` module).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use xtask::{images, qemu, toolchain};
+
+pub fn run(what: &str, quick: bool) -> Result<ExitCode> {
+    if quick && what != "reload" {
+        bail!("--quick applies to `bench reload` only");
+    }
+    qemu::ensure()?;
+    toolchain::ensure()?;
+    images::build()?;
+    match what {
+        "exits" => xtask::bench::exits()?,
+        "reload" => xtask::bench::reload(quick)?,
+        "linux" => xtask::bench::linux::run()?,
+        other => bail!("unknown benchmark {other}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
