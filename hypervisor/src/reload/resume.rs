@@ -4,6 +4,7 @@
 use super::{slots, state, WarmEntry, HANDOFF_MINOR};
 use crate::arch::aarch64::cache;
 use crate::arch::aarch64::context::{El1Context, FpContext};
+use crate::arch::aarch64::debug::DebugRegs;
 use crate::arch::aarch64::gic::{Gic, VifState};
 use crate::arch::aarch64::regs::GuestRegs;
 use crate::arch::aarch64::sysreg::counter;
@@ -123,6 +124,10 @@ fn rebuild(
                         apr: st.vif.apr,
                         lrs: st.vif.lrs,
                     },
+                    // Optional: only the registers in use are written.
+                    debug: DebugRegs::from_entries(
+                        st.sysregs.iter().map(|(n, v)| (n.as_str(), *v)),
+                    ),
                     // Optional in the block (images before the emulated
                     // physical timer wrote none): absent = off.
                     ptimer: vmm::ptimer::PTimer::restore(

@@ -1,6 +1,7 @@
 //! A virtual CPU: its registers, its EL1 context, its virtual-interface
 //! state, and its power state as PSCI sees it.
 use crate::arch::aarch64::context::{El1Context, FpContext};
+use crate::arch::aarch64::debug::DebugRegs;
 use crate::arch::aarch64::gic::VifState;
 use crate::arch::aarch64::regs::GuestRegs;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -32,6 +33,8 @@ pub struct VcpuState {
     pub el1: El1Context,
     pub fp: FpContext,
     pub vif: VifState,
+    /// Breakpoint and watchpoint registers (switched with the vCPU).
+    pub debug: DebugRegs,
     /// The emulated EL1 physical timer (`vmm::ptimer`).
     pub ptimer: vmm::ptimer::PTimer,
     /// Waiting in WFI (yielded its physical CPU).
@@ -65,6 +68,7 @@ impl Vcpu {
                 el1,
                 fp: FpContext::default(),
                 vif: VifState::default(),
+                debug: DebugRegs::default(),
                 ptimer: vmm::ptimer::PTimer::default(),
                 waiting: false,
             }),
@@ -139,6 +143,7 @@ impl Vcpu {
         s.el1 = reset_el1(self.index);
         s.fp = FpContext::default();
         s.vif = VifState::default();
+        s.debug = DebugRegs::default();
         s.ptimer = vmm::ptimer::PTimer::default();
         s.waiting = false;
         drop(s);

@@ -4,6 +4,7 @@
 //! that names a system register or holds assembly.
 pub mod cache;
 pub mod context;
+pub mod debug;
 pub mod exception;
 pub mod gic;
 pub mod guest;
