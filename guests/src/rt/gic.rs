@@ -254,7 +254,10 @@ pub fn enable_spi(intid: u32) {
     let bit = 1 << (intid % 32);
     set_priority(GICD_BASE + GICD_IPRIORITYR, intid);
     if VERSION.load(Ordering::SeqCst) == 3 {
-        mmio::write32(GICD_BASE + 0x080 + word, mmio::read32(GICD_BASE + 0x080 + word) | bit);
+        mmio::write32(
+            GICD_BASE + 0x080 + word,
+            mmio::read32(GICD_BASE + 0x080 + word) | bit,
+        );
         // GICD_IROUTER<n>: Aff0 = 0, IRM = 0.
         let router = GICD_BASE + 0x6000 + intid as usize * 8;
         mmio::write32(router, 0);
@@ -267,4 +270,53 @@ pub fn enable_spi(intid: u32) {
         mmio::write32(reg, mmio::read32(reg) & !(0xff << shift) | (1 << shift));
     }
     mmio::write32(GICD_BASE + GICD_ISENABLER + word, bit);
+}
+
+/// Sends SGI `intid` (< 16) to the vCPU with MPIDR_EL1.Aff0 = `cpu` (< 16;
+/// Aff1..3 = 0, as in every VM layout; on GICv2 `cpu` is the CPU interface
+/// number, < 8). Earlier stores are made visible first (`dsb ishst`), so
+/// the target sees them once it takes the interrupt. GICv3: a write of
+/// ICC_SGI1R_EL1; GICv2: of GICD_SGIR with TargetListFilter = 0.
+pub fn send_sgi(intid: u32, cpu: usize) {
+    debug_assert!(intid < 16 && cpu < 16);
+    // SAFETY: a barrier only.
+    unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+    if VERSION.load(Ordering::Relaxed) == 3 {
+        let v = (u64::from(intid) << 24) | (1 << (cpu & 0xf));
+        // SAFETY: generates an interrupt for the target vCPU only.
+        unsafe { asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) v, options(nomem, nostack)) };
+    } else {
+        mmio::write32(GICD_BASE + 0xf00, (1 << (16 + (cpu & 7))) | intid);
+    }
+}
+
+/// GICv2 only: the CPUID field (bits [12:10]) of an SGI's IAR value, the
+/// CPU interface that sent it. GICv3 IAR values carry no source.
+pub fn sgi_source(iar: u32) -> u32 {
+    (iar >> 10) & 7
+}
+
+/// Reads the 32-bit distributor register at `offset` from GICD_BASE
+/// (`offset` 4-byte aligned, inside the distributor's frame).
+pub fn dist_read(offset: usize) -> u32 {
+    debug_assert!(offset.is_multiple_of(4) && offset < 0x1_0000);
+    mmio::read32(GICD_BASE + offset)
+}
+
+/// Writes the 32-bit distributor register at `offset` from GICD_BASE.
+pub fn dist_write(offset: usize, value: u32) {
+    debug_assert!(offset.is_multiple_of(4) && offset < 0x1_0000);
+    mmio::write32(GICD_BASE + offset, value)
+}
+
+/// Whether this CPU implements the GICv3 system register interface
+/// (ID_AA64PFR0_EL1.GIC, bits [27:24], non-zero): what the CPU says, not
+/// what the distributor says, so a check can compare the two.
+pub fn cpu_has_gicv3_sysregs() -> bool {
+    let pfr0: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe {
+        asm!("mrs {}, id_aa64pfr0_el1", out(reg) pfr0, options(nomem, nostack, preserves_flags))
+    };
+    (pfr0 >> 24) & 0xf != 0
 }
