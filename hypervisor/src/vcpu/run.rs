@@ -128,7 +128,7 @@ impl Cpu {
             _ => disarm_hyp_timer(),
         }
         wfi();
-        self.slice_over |= irq::handle(self.index, None);
+        self.timer_fired(irq::handle(self.index, None));
     }
 
     /// The EL2 timer fired (`fired`) and was disarmed by the interrupt
@@ -191,17 +191,12 @@ impl Cpu {
         // Alone on its CPU, the vCPU may not exit for a long time: make
         // sure it does when periodic work (a reload) is due; shared, when
         // its slice ends; either way, when its physical timer fires.
+        signal_ptimer(vm, v, &mut st.ptimer);
         self.rearm(shared, st.ptimer.deadline());
         let g = gic();
         let nr_lrs = g.nr_lrs();
         let mut writes = Vec::with_capacity(nr_lrs);
         loop {
-            // The emulated physical timer's line follows the counter.
-            if st.ptimer.active() {
-                if let Some(level) = st.ptimer.update(counter()) {
-                    vm.vgic.lock().set_level(v.index, vmm::ptimer::PPI, level);
-                }
-            }
             // Deliver what is pending into free list registers.
             writes.clear();
             let cpu = self.index;
@@ -320,6 +315,9 @@ impl Cpu {
                 self.slice_end = counter() + counter_freq() * SLICE_MS / 1000;
                 self.slice_over = false;
             }
+            // After a trapped timer write or the EL2 timer firing for it:
+            // the line first, so that the deadline armed is the next one.
+            signal_ptimer(vm, v, &mut st.ptimer);
             self.rearm(shared, st.ptimer.deadline());
         }
         // Unload: keep the context where the vCPU can be resumed from.
@@ -359,6 +357,16 @@ impl Cpu {
         guest::leave_vm();
         drop(st);
         unloaded(vm);
+    }
+}
+
+/// The emulated physical timer's line follows the counter: tell the vGIC
+/// when it changed.
+fn signal_ptimer(vm: &Vm, v: &Vcpu, pt: &mut vmm::ptimer::PTimer) {
+    if pt.active() {
+        if let Some(level) = pt.update(counter()) {
+            vm.vgic.lock().set_level(v.index, vmm::ptimer::PPI, level);
+        }
     }
 }
 

@@ -41,6 +41,21 @@ pub(crate) fn mmio_read(addr: usize) -> u32 {
     unsafe { core::ptr::read_volatile(addr as *const u32) }
 }
 
+/// The line of level-sensitive `intid` from the ICFGR and ISPENDR
+/// registers at `base` (a GICv2/GICv3 distributor, or a GICv3
+/// redistributor's SGI frame, which has them at the same offsets): for a
+/// level interrupt the pending state is the line, also while it is active.
+/// None if it is edge-triggered.
+pub(crate) fn level_line(base: usize, intid: u32) -> Option<bool> {
+    const ISPENDR: usize = 0x200;
+    const ICFGR: usize = 0xc00;
+    let i = intid as usize;
+    if (mmio_read(base + ICFGR + (i / 16) * 4) >> ((i % 16) * 2 + 1)) & 1 != 0 {
+        return None;
+    }
+    Some(mmio_read(base + ISPENDR + (i / 32) * 4) & (1 << (i % 32)) != 0)
+}
+
 pub(crate) fn mmio_write(addr: usize, v: u32) {
     // SAFETY: as in `mmio_read`.
     unsafe { core::ptr::write_volatile(addr as *mut u32, v) }

@@ -7,8 +7,6 @@ const GICD_CTLR: usize = 0x0;
 const GICD_TYPER: usize = 0x4;
 const GICD_ISENABLER: usize = 0x100;
 const GICD_ICENABLER: usize = 0x180;
-const GICD_ISPENDR: usize = 0x200;
-const GICD_ICFGR: usize = 0xc00;
 const GICD_ICACTIVER: usize = 0x380;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICD_ITARGETSR: usize = 0x800;
@@ -99,12 +97,7 @@ impl GicV2 {
     /// or active-and-pending: for a level interrupt the pending state is the
     /// line). Private interrupts are this CPU's (banked registers).
     pub fn line_asserted(&self, intid: u32) -> Option<bool> {
-        let word = intid as usize / 32;
-        let cfg = mmio_read(self.gicd + GICD_ICFGR + (intid as usize / 16) * 4);
-        if (cfg >> ((intid % 16) * 2 + 1)) & 1 != 0 {
-            return None; // edge-triggered: the pending bit is not the line
-        }
-        Some(mmio_read(self.gicd + GICD_ISPENDR + word * 4) & (1 << (intid % 32)) != 0)
+        super::level_line(self.gicd, intid)
     }
 
     /// Clear an SPI's active state from any CPU (distributor, not GICC_DIR).

@@ -10,8 +10,6 @@ const GICD_TYPER: usize = 0x4;
 const GICD_IGROUPR: usize = 0x80;
 const GICD_ISENABLER: usize = 0x100;
 const GICD_ICENABLER: usize = 0x180;
-const GICD_ISPENDR: usize = 0x200;
-const GICD_ICFGR: usize = 0xc00;
 const GICD_ICACTIVER: usize = 0x380;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICD_IROUTER: usize = 0x6000;
@@ -129,11 +127,7 @@ impl GicV3 {
         } else {
             self.gicd
         };
-        let cfg = mmio_read(base + GICD_ICFGR + (intid as usize / 16) * 4);
-        if (cfg >> ((intid % 16) * 2 + 1)) & 1 != 0 {
-            return None;
-        }
-        Some(mmio_read(base + GICD_ISPENDR + (intid as usize / 32) * 4) & (1 << (intid % 32)) != 0)
+        super::level_line(base, intid)
     }
 
     /// Clear an SPI's active state from any CPU (distributor, not ICC_DIR_EL1).
