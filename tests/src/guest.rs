@@ -45,11 +45,7 @@ pub fn more_heartbeats(run: &mut QemuRun, name: &str, more: usize, what: &str) -
 /// absorbs a loaded host).
 pub fn check_counting(run: &QemuRun, ns: &[u64], what: &str) -> Result<()> {
     check!(run, ns.len() >= 2, "{what}: too few heartbeats: {ns:?}");
-    check!(
-        run,
-        ns.windows(2).all(|w| w[1] > w[0]),
-        "{what}: heartbeat n not increasing: {ns:?}"
-    );
+    check_increasing(run, ns, what)?;
     let span = ns[ns.len() - 1] - ns[0];
     let steps = (ns.len() - 1) as u64;
     check!(
@@ -57,6 +53,25 @@ pub fn check_counting(run: &QemuRun, ns: &[u64], what: &str) -> Result<()> {
         span < 3 * steps,
         "{what}: heartbeat starved: n advanced {span} in {steps} reports: {ns:?}"
     );
+    Ok(())
+}
+
+/// Fails unless the heartbeat numbers `ns` only go up (`what` says whose).
+pub fn check_increasing(run: &QemuRun, ns: &[u64], what: &str) -> Result<()> {
+    check!(
+        run,
+        ns.windows(2).all(|w| w[1] > w[0]),
+        "{what}: heartbeat n not increasing: {ns:?}"
+    );
+    Ok(())
+}
+
+/// Fails unless exactly one line so far matches `start`, the start line of
+/// the guest `what` names: it never started again (a reload or a neighbour's
+/// restart must not restart it).
+pub fn check_started_once(run: &QemuRun, start: &Regex, what: &str) -> Result<()> {
+    let n = run.find_all(start).len();
+    check!(run, n == 1, "{what} restarted ({n} start lines)");
     Ok(())
 }
 

@@ -49,24 +49,8 @@ fn reloads(gic: u32) -> anyhow::Result<()> {
     reload::check_continuous(&run, "heartbeat counter", &beats)?;
     let passes: Vec<u64> = lines.iter().filter_map(|l| pass(l)).collect();
     reload::check_continuous(&run, "mempattern passes", &passes)?;
-    check!(
-        run,
-        lines
-            .iter()
-            .filter(|l| l.contains("heartbeat: start"))
-            .count()
-            == 1,
-        "heartbeat restarted"
-    );
-    check!(
-        run,
-        lines
-            .iter()
-            .filter(|l| l.contains("mempattern: filled"))
-            .count()
-            == 1,
-        "mempattern restarted"
-    );
+    guest::check_started_once(&run, &re("heartbeat: start"), "heartbeat")?;
+    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
     reload::check_clean(&run, reload::Since::FirstReload)?;
     run.send(b"status\r")?;
     run.expect(&hv::status_generation(RELOADS), DEADLINE)?;

@@ -87,15 +87,7 @@ fn n_to_next_and_back(gic: u32) -> anyhow::Result<()> {
         .filter_map(|l| mempattern_pass("domU1", l))
         .collect();
     reload::check_continuous(&run, "mempattern passes", &passes)?;
-    check!(
-        run,
-        lines
-            .iter()
-            .filter(|l| l.contains("mempattern: filled"))
-            .count()
-            == 1,
-        "mempattern restarted"
-    );
+    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
     // From the first upgrade's first line on.
     reload::check_clean(&run, reload::Since::FirstReload)?;
     Ok(())
