@@ -19,6 +19,7 @@ pub mod idregs;
 pub mod image_slot;
 pub mod inject;
 pub mod layout;
+pub mod maint;
 pub mod memory;
 pub mod psci;
 pub mod ptimer;
