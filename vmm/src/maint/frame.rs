@@ -37,8 +37,8 @@ pub const MAX_ENCODED: usize = cobs::max_encoding_length(HEADER_LEN + MAX_PAYLOA
 pub enum Kind {
     /// host -> device: one console command line (UTF-8), answered by `Reply`.
     Command = 0x01,
-    /// device -> host: text of a command's answer; `flags & FLAG_LAST` on
-    /// the last part; `seq` echoes the command's.
+    /// device -> host: text of a command's answer; `FLAG_LAST` on the last
+    /// part, `FLAG_REFUSED` if it was refused; `seq` echoes the command's.
     Reply = 0x02,
     /// host -> device: start or resume an upload (`proto::Begin`).
     Begin = 0x10,
@@ -77,6 +77,9 @@ impl Kind {
 pub const FLAG_COMPRESSED: u8 = 1 << 0;
 /// `Reply`: the last part of the answer.
 pub const FLAG_LAST: u8 = 1 << 1;
+/// `Reply`: the command was refused; the text says why (the console's
+/// one refusal path, so the tool can exit with the right code).
+pub const FLAG_REFUSED: u8 = 1 << 2;
 
 /// One decoded frame; `payload` borrows the decoder's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! | kind     | seq            | payload |
 //! |----------|----------------|---------|
 //! | Command  | request number | one command line, UTF-8 (as typed at the console) |
-//! | Reply    | the request's  | text; `FLAG_LAST` on the last part |
+//! | Reply    | the request's  | text; `FLAG_LAST` on the last part, `FLAG_REFUSED` if refused |
 //! | Begin    | 0              | total_len u32, chunk_size u16, flags u16 (bit 0: restart), SHA-256 [32] |
 //! | Data     | chunk index    | the chunk's bytes (an LZ4 block with `FLAG_COMPRESSED`) |
 //! | Ack      | 0              | next u32, bits u64, chunks u32 |
@@ -17,7 +17,7 @@
 //! is in the staging slot); bit k of `Ack.bits` says chunk `next + 1 + k`
 //! has arrived too (selective acknowledgement: the sender resends only
 //! what is missing).
-use super::frame::{self, Frame, Kind, FLAG_COMPRESSED, FLAG_LAST};
+use super::frame::{self, Frame, Kind, FLAG_COMPRESSED, FLAG_LAST, FLAG_REFUSED};
 use alloc::vec::Vec;
 
 /// Start (or resume) an upload of `total_len` bytes whose SHA-256 is
@@ -171,6 +171,7 @@ pub enum Message<'a> {
     Reply {
         seq: u32,
         last: bool,
+        refused: bool,
         text: &'a [u8],
     },
     Begin(Begin),
@@ -217,6 +218,7 @@ impl<'a> Message<'a> {
             Kind::Reply => Message::Reply {
                 seq: f.seq,
                 last: f.flags & FLAG_LAST != 0,
+                refused: f.flags & FLAG_REFUSED != 0,
                 text: p,
             },
             Kind::Begin => {
@@ -275,8 +277,14 @@ impl<'a> Message<'a> {
         let mut p = [0u8; BEGIN_LEN];
         match *self {
             Message::Command { seq, line } => frame::encode(Kind::Command, 0, seq, line, out),
-            Message::Reply { seq, last, text } => {
-                let flags = if last { FLAG_LAST } else { 0 };
+            Message::Reply {
+                seq,
+                last,
+                refused,
+                text,
+            } => {
+                let flags =
+                    if last { FLAG_LAST } else { 0 } | if refused { FLAG_REFUSED } else { 0 };
                 frame::encode(Kind::Reply, flags, seq, text, out)
             }
             Message::Begin(b) => {
@@ -354,7 +362,14 @@ mod tests {
         round_trip(Message::Reply {
             seq: 3,
             last: true,
+            refused: false,
             text: b"{}",
+        });
+        round_trip(Message::Reply {
+            seq: 4,
+            last: false,
+            refused: true,
+            text: b"upgrade: no staged image",
         });
         round_trip(Message::Begin(Begin {
             total_len: 400 << 10,

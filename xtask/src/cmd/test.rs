@@ -41,6 +41,8 @@ fn gates() -> Result<()> {
         "xtask",
         "-p",
         "tests",
+        "-p",
+        "blinkctl",
         "--all-targets",
         "--",
         "-D",
@@ -129,7 +131,9 @@ fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
 
     phase(2, "host unit tests");
     cargo_test(
-        &["test", "-p", "vmm", "-p", "platform", "-p", "xtask"],
+        &[
+            "test", "-p", "vmm", "-p", "platform", "-p", "xtask", "-p", "blinkctl",
+        ],
         &[],
         tally,
     )

@@ -1,0 +1,249 @@
+//! blinkctl against an in-process fake device over a real TCP socket (as
+//! QEMU's `-serial tcp:` would give): the device end is vmm::maint's
+//! receiver and command parser, the line drops and reorders frames.
+use blinkctl::exit::Code;
+use blinkctl::keys::{self, SecretKey};
+use blinkctl::link;
+use blinkctl::session::Session;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+use vmm::maint::command::{self, Command};
+use vmm::maint::decoder::{Decoder, Event};
+use vmm::maint::proto::Message;
+use vmm::maint::receiver::{MemSlot, Receiver};
+use vmm::maint::sender::SenderConfig;
+use vmm::maint::signed::{self, Meta, Policy, TrustedKey, Version};
+
+struct Rng(u64);
+impl Rng {
+    fn chance(&mut self, percent: u64) -> bool {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % 100 < percent
+    }
+}
+
+/// Serves one connection until the host hangs up; returns the staging
+/// slot and how many frames it dropped on purpose.
+fn fake_device(listener: TcpListener, loss_percent: u64) -> (MemSlot, u64) {
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let mut slot = MemSlot::new(4 << 20);
+    let mut rx = Receiver::new();
+    let mut dec = Decoder::new();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut dropped = 0;
+    let mut held: Option<Vec<u8>> = None;
+    s.write_all(b"[hv] blink fake device ready\r\n").unwrap();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => continue,
+        };
+        let mut out = Vec::new();
+        for &b in &buf[..n] {
+            let Some(Event::Frame(f)) = dec.push(b) else {
+                continue;
+            };
+            let Ok(m) = Message::from_frame(&f) else {
+                continue;
+            };
+            if let Message::Command { seq, line } = m {
+                let (text, refused) = match command::parse(line) {
+                    Ok(Some(Command::Status { json: true })) => ("{\"vms\":[]}".to_string(), false),
+                    Ok(Some(Command::Status { json: false })) => ("fake: 0 VMs".to_string(), false),
+                    Ok(Some(Command::Upgrade { .. })) => {
+                        ("upgrade: no staged image".to_string(), true)
+                    }
+                    Ok(Some(c)) => (format!("{c:?}: ok"), false),
+                    Ok(None) => (String::new(), false),
+                    Err(e) => (e.to_string(), true),
+                };
+                Message::Reply {
+                    seq,
+                    last: true,
+                    refused,
+                    text: text.as_bytes(),
+                }
+                .encode(&mut out);
+                continue;
+            }
+            // The lossy part of the line: uploads only.
+            if matches!(m, Message::Data { .. }) && rng.chance(loss_percent) {
+                dropped += 1;
+                continue;
+            }
+            if let Some(r) = rx.handle(&m, &mut slot) {
+                let mut frame = Vec::new();
+                r.encode(&mut frame);
+                // Now and then an answer overtakes the one before it.
+                if rng.chance(loss_percent) {
+                    if let Some(h) = held.replace(frame) {
+                        out.extend(h);
+                    }
+                } else {
+                    out.extend(frame);
+                    out.extend(held.take().unwrap_or_default());
+                }
+            }
+        }
+        if !out.is_empty() && s.write_all(&out).is_err() {
+            break;
+        }
+    }
+    (slot, dropped)
+}
+
+fn seed() -> SecretKey {
+    SecretKey {
+        seed: [42; 32],
+        development: true,
+    }
+}
+
+fn signed_image(len: usize) -> Vec<u8> {
+    let mut raw: Vec<u8> = (0..len as u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    raw[56..60].copy_from_slice(b"ARM\x64");
+    let meta = Meta {
+        version: Version {
+            major: 0,
+            minor: 2,
+            patch: 0,
+        },
+        security_counter: 1,
+        boards: vec!["qemu-virt".into()],
+        development: true,
+    };
+    keys::sign_image(&raw, "blink 0.2.0", &meta, &seed()).unwrap()
+}
+
+fn connect() -> (Session, TcpListener) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let l = link::open(&format!("tcp:{addr}"), 115_200).unwrap();
+    (Session::new(l, Duration::from_secs(2)), listener)
+}
+
+#[test]
+fn upload_over_a_lossy_loopback_arrives_intact() {
+    let (mut s, listener) = connect();
+    let dev = thread::spawn(move || fake_device(listener, 1));
+    let slot = signed_image(400 << 10);
+    let cfg = SenderConfig {
+        rto: 200,
+        ..SenderConfig::default()
+    };
+    let mut last = 0;
+    let r = s.upload(&slot, cfg, |n| last = n).unwrap();
+    assert_eq!(last, slot.len() as u64);
+    assert!(r.wire_bytes >= r.payload_bytes);
+    // Commands work on the same line after the upload.
+    let reply = s.command("status --json").unwrap();
+    assert_eq!(reply.text, "{\"vms\":[]}");
+    assert!(!reply.refused);
+    let reply = s.command("upgrade --confirm-after 30").unwrap();
+    assert!(reply.refused);
+    let reply = s.command("frobnicate").unwrap();
+    assert!(reply.refused && reply.text.contains("unknown command"));
+    // The device's console text was kept apart from the frames.
+    assert!(String::from_utf8_lossy(&s.console).contains("fake device ready"));
+    drop(s);
+    let (staged, dropped) = dev.join().unwrap();
+    assert_eq!(&staged.bytes[..slot.len()], &slot[..]);
+    println!(
+        "loopback: {} bytes, {} dropped on purpose, {} retransmitted, {} wire bytes",
+        slot.len(),
+        dropped,
+        r.retransmissions,
+        r.wire_bytes
+    );
+    // What arrived verifies as the device would check it.
+    let keys = [TrustedKey {
+        public: signed::public_key(&seed().seed),
+        development: true,
+    }];
+    let p = Policy {
+        trusted: &keys,
+        board: "qemu-virt",
+        min_security_counter: 1,
+    };
+    signed::verify(&staged.bytes[..slot.len()], &p).unwrap();
+}
+
+#[test]
+fn a_silent_device_is_a_clear_no_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let quiet = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // A console that prints but does not speak frames (today's blink).
+        s.write_all(b"[hv] heartbeat\r\n").unwrap();
+        let mut b = [0u8; 64];
+        while !matches!(s.read(&mut b), Ok(0) | Err(_)) {}
+    });
+    let l = link::open(&format!("tcp:{addr}"), 115_200).unwrap();
+    let mut s = Session::new(l, Duration::from_millis(300));
+    let e = s.command("status").unwrap_err();
+    assert_eq!(e.code, Code::NoAnswer);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no answer") && msg.contains("console text"),
+        "{msg}"
+    );
+    let cfg = SenderConfig {
+        rto: 50,
+        max_tries: 2,
+        ..SenderConfig::default()
+    };
+    let e = s.upload(&signed_image(10_000), cfg, |_| {}).unwrap_err();
+    assert_eq!(e.code, Code::NoAnswer);
+    drop(s);
+    quiet.join().unwrap();
+}
+
+#[test]
+fn nothing_listening_is_a_link_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    assert!(link::open(&format!("tcp:{addr}"), 115_200).is_err());
+    assert!(link::open("/dev/does-not-exist", 115_200).is_err());
+}
+
+#[test]
+fn keygen_sign_verify_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("keys/dev");
+    let (secret, public) = keys::keygen(&base, true, false).unwrap();
+    // Never overwritten without --force.
+    assert_eq!(
+        keys::keygen(&base, true, false).unwrap_err().code,
+        Code::Local
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let k = keys::read_secret(&secret).unwrap();
+    let p = keys::read_public(&public).unwrap();
+    assert!(k.development && p.development);
+    assert_eq!(signed::public_key(&k.seed), p.public);
+    // The public file is not a secret key and vice versa.
+    assert!(keys::read_secret(&public).is_err());
+    assert!(keys::read_public(&secret).is_err());
+    assert!(keys::parse_version("1.2").is_err());
+    assert_eq!(
+        keys::parse_version("1.2.3").unwrap(),
+        Version {
+            major: 1,
+            minor: 2,
+            patch: 3
+        }
+    );
+}
