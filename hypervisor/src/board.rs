@@ -11,14 +11,19 @@ extern "C" {
     static __image_start: u8;
 }
 
+/// Where this image runs: the address of `_start` (the image is position
+/// independent, linked at 0 and relocated by boot.S for this address).
+pub fn image_base() -> u64 {
+    // SAFETY: only the address of the linker symbol is taken; it is
+    // PC-relative (or relocated), so it is where the image actually runs.
+    unsafe { &__image_start as *const u8 as u64 }
+}
+
 /// The board whose boot loader loads images where this one runs (the
 /// first board if none does: the image was loaded somewhere unexpected,
 /// and the first board's console is the best guess left).
 fn by_load_address() -> &'static Board {
-    // SAFETY: only the address of the linker symbol is taken; it is
-    // computed PC-relative, so it is where the image actually runs.
-    let here = unsafe { &__image_start as *const u8 as u64 };
-    platform::by_load_address(here).unwrap_or(platform::BOARDS[0])
+    platform::by_load_address(image_base()).unwrap_or(platform::BOARDS[0])
 }
 
 /// This machine's board.

@@ -1,24 +1,32 @@
-//! The hypervisor heap: everything between the end of the image and the end
-//! of the hypervisor region (see the board's linker script). Rebuilt from
-//! scratch by every image, which is what clears leaks on a reload.
+//! The hypervisor heap: everything between the end of the image (where it
+//! runs) and the board's heap end, below the memory kept across warm
+//! reloads. Rebuilt from scratch by every image, which is what clears leaks
+//! on a reload.
 use buddy_system_allocator::LockedHeap;
 
 #[global_allocator]
 static HEAP: LockedHeap<33> = LockedHeap::empty();
 
 extern "C" {
+    /// The end of the image's footprint (2 MiB aligned from its start).
     static __heap_start: u8;
-    static __heap_end: u8;
 }
 
 pub fn init() {
-    // SAFETY: the linker script reserves [__heap_start, __heap_end) for the
-    // heap; nothing else uses it and this runs once, before any allocation.
-    unsafe {
-        let start = &__heap_start as *const u8 as usize;
-        let end = &__heap_end as *const u8 as usize;
-        HEAP.lock().init(start, end - start);
+    // SAFETY: only the address of the linker symbol is taken (PC-relative
+    // or relocated: where this image runs).
+    let start = unsafe { &__heap_start as *const u8 as usize };
+    let end = crate::board::board().heap_end() as usize;
+    if start >= end {
+        crate::boot::fatal(format_args!(
+            "heap: the image ends at {start:#x}, above the board's heap end {end:#x} (loaded at the wrong address?)"
+        ));
     }
+    // SAFETY: [start, end) lies between the image's footprint and the
+    // board's kept regions (slots, handoff, trampoline), inside its
+    // hypervisor region; nothing else uses it and this runs once, before
+    // any allocation.
+    unsafe { HEAP.lock().init(start, end - start) };
 }
 
 /// (bytes in use, bytes total) — an aging indicator.

@@ -54,7 +54,9 @@ pub fn jump(dtb: u64, src: u64, copy_len: u64, handoff_len: u64, slot_base: u64)
         let t: extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> ! =
             core::mem::transmute(board().trampoline as usize);
         t(
-            board().load_address,
+            // Where this image runs: the next one is copied over it (the
+            // board was chosen by this address, src/board.rs).
+            img_start,
             src,
             copy_len,
             dtb,

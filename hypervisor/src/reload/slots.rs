@@ -22,8 +22,12 @@ extern "C" {
     static __image_start: u8;
     static __data_start: u8;
     static __image_end_file: u8;
-    /// The initial `.data`, saved by boot.S before any Rust code ran.
+    /// The initial `.data`, saved by boot.S before it relocated the image.
     static __data_pristine: u8;
+    /// The relocation table boot.S applied (`Elf64_Rela` entries, all
+    /// R_AARCH64_RELATIVE; never written).
+    static __rela_start: u8;
+    static __rela_end: u8;
 }
 
 /// Which slot a reload starts.
@@ -41,10 +45,12 @@ pub fn rules() -> ImageRules {
         .min(board().image_slots[1].0)
         .min(board().handoff.0)
         .min(board().trampoline);
+    // A reload copies the next image where this one runs.
+    let here = crate::board::image_base();
     ImageRules {
         board: board().name,
-        load_address: board().load_address,
-        max_image_size: keep - board().load_address,
+        load_address: here,
+        max_image_size: keep.saturating_sub(here),
     }
 }
 
@@ -64,9 +70,38 @@ pub fn previous() -> Option<usize> {
     Some(state().previous_slot.load(Ordering::Acquire)).filter(|&s| s != NONE)
 }
 
+/// The places boot.S relocated, in `image` (the file part of this image),
+/// get back the bytes the file holds there: the link-time value, which for
+/// an image linked at 0 is the addend (`--apply-dynamic-relocs`). Returns
+/// how many were restored.
+fn unrelocate(image: &mut [u8]) -> usize {
+    // SAFETY: the linker symbols delimit the relocation table in the
+    // image's read-only part; only its address range is taken here.
+    let (start, end) = unsafe {
+        (
+            &__rela_start as *const u8 as usize,
+            &__rela_end as *const u8 as usize,
+        )
+    };
+    // SAFETY: [start, end) is the table (8-byte aligned, a whole number of
+    // 24-byte entries, by the linker script); it is never written.
+    let table = unsafe { core::slice::from_raw_parts(start as *const u8, end - start) };
+    let mut n = 0;
+    for e in table.chunks_exact(24) {
+        let word = |i: usize| u64::from_le_bytes(e[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let (offset, addend) = (word(0) as usize, word(2));
+        if let Some(place) = image.get_mut(offset..offset.saturating_add(8)) {
+            place.copy_from_slice(&addend.to_le_bytes());
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Cold boot: copy this image, with a slot header, into slot 0: the running
 /// image's code and read-only data, and `.data` as it was at entry (statics
-/// change at run time; the copy must be what a boot loader would load).
+/// change at run time), with the relocations boot.S applied undone: the
+/// copy is byte for byte what a boot loader would load.
 pub fn stage_self() {
     // SAFETY: linker symbols delimit the file part of the image and its
     // `.data`; boot.S filled `__data_pristine` with that many bytes (the
@@ -101,8 +136,10 @@ pub fn stage_self() {
         // `.data` only from the saved copy (the live one may be changing).
         core::ptr::copy_nonoverlapping(image.as_ptr(), dst, data_off);
         core::ptr::copy_nonoverlapping(pristine.as_ptr(), dst.add(data_off), pristine.len());
-        core::slice::from_raw_parts(dst as *const u8, image_len)
+        core::slice::from_raw_parts_mut(dst, image_len)
     };
+    unrelocate(staged);
+    let staged: &[u8] = staged;
     let header = image_slot::header(crate::VERSION, board().name, staged);
     // SAFETY: the header page at the start of slot 0, see above.
     unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), base as *mut u8, header.len()) };

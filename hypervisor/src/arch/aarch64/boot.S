@@ -2,6 +2,17 @@
 //
 // The image starts with an arm64 Linux "Image" header so boot loaders that
 // understand it (QEMU, the Raspberry Pi firmware) place it correctly.
+//
+// The image is position independent (linked at 0, platform/link.ld): until
+// `relocate` has run, code here may only address the image PC-relative
+// (adr/adrp), never through a literal pool (`ldr x, =symbol` would hold the
+// link-time address). Linker constants (HYP_*) are plain numbers and fine.
+
+// x = address of `sym` where the image runs (adrp + :lo12:, +-4 GiB).
+.macro adr_l reg, sym
+    adrp    \reg, \sym
+    add     \reg, \reg, :lo12:\sym
+.endm
 
 .section .text.head, "ax"
 .global _start
@@ -10,7 +21,12 @@ _start:
     .word   0                       // code1
     .quad   0x80000                 // text_offset
     .quad   __image_size            // image_size: image + bss + stacks
-    .quad   0x2                     // flags: little endian, 4 KiB pages
+    // flags: little endian, 4 KiB pages, bit 3 (placement anywhere) clear:
+    // the image runs at any address, but picks its board by where it was
+    // loaded (src/board.rs), so it wants the board's usual place, 2 MiB
+    // aligned RAM base + text_offset. The arm64 boot protocol has no flag
+    // for "position independent"; every Image is expected to be.
+    .quad   0x2
     .quad   0, 0, 0                 // reserved
     .ascii  "ARM\x64"               // magic
     .word   0                       // reserved
@@ -29,24 +45,26 @@ primary_entry:
     cmp     x1, #(2 << 2)
     b.ne    not_el2
     // Clear .bss before any Rust code runs (only the primary CPU does it).
-    ldr     x1, =__bss_start
-    ldr     x2, =__bss_end
+    adr_l   x1, __bss_start
+    adr_l   x2, __bss_end
 1:  cmp     x1, x2
     b.hs    2f
     stp     xzr, xzr, [x1], #16
     b       1b
-    // Keep the initial .data (the few statics with non-zero initializers):
-    // the copy of this image staged for warm reloads must be what a boot
-    // loader would load, not what the statics hold by then.
-2:  ldr     x1, =__data_start
-    ldr     x2, =__image_end_file
-    ldr     x3, =__data_pristine
+    // Keep the initial .data (the few statics with non-zero initializers),
+    // before it is relocated: the copy of this image staged for warm
+    // reloads must be what a boot loader would load, not what the statics
+    // hold by then.
+2:  adr_l   x1, __data_start
+    adr_l   x2, __image_end_file
+    adr_l   x3, __data_pristine
 5:  cmp     x1, x2
     b.hs    6f
     ldr     x4, [x1], #8
     str     x4, [x3], #8
     b       5b
-6:  bl      cpu_common_setup
+6:  bl      relocate
+    bl      cpu_common_setup
     mov     x0, x19
     mov     x1, x21
     mov     x2, x22
@@ -66,13 +84,49 @@ secondary_entry:
     bl      rust_secondary_main
     b       halt
 
+// Apply the image's relocations for where it runs (the primary CPU, once,
+// MMU off, before any Rust code). The table holds only R_AARCH64_RELATIVE
+// entries (a static PIE defines every symbol itself): *(base + offset) =
+// base + addend, base being where `_start` runs (it is linked at 0).
+// Rewriting every place from the table alone makes the pass idempotent, so
+// an image copied after relocation would still come out right; the warm
+// reload nevertheless stages the pristine bytes (reload/slots.rs).
+// Clobbers x1-x6.
+relocate:
+    adr_l   x1, _start              // base (link address 0)
+    adr_l   x2, __rela_start
+    adr_l   x3, __rela_end
+7:  cmp     x2, x3
+    b.hs    8f
+    ldp     x4, x5, [x2], #24       // r_offset, r_info
+    ldr     x6, [x2, #-8]           // r_addend
+    cmp     w5, #1027               // R_AARCH64_RELATIVE
+    b.ne    bad_reloc
+    add     x6, x6, x1
+    str     x6, [x1, x4]
+    b       7b
+    // Everything written so far went to memory (MMU and caches off); a
+    // clean line the boot loader left in a cache for these addresses would
+    // hide it once the caches are on. Drop them, to the point of coherency.
+8:  mrs     x4, ctr_el0
+    ubfx    x4, x4, #16, #4         // DminLine: log2(words)
+    mov     x5, #4
+    lsl     x5, x5, x4              // smallest D-cache line, bytes
+    adr_l   x3, __bss_end
+9:  dc      civac, x1
+    add     x1, x1, x5
+    cmp     x1, x3
+    b.lo    9b
+    dsb     sy
+    ret
+
 // Per-CPU state every CPU needs before Rust: its own stack, the vectors,
 // and TPIDR_EL2 = logical CPU index. x20 = index. Clobbers x1-x3.
 cpu_common_setup:
     ldr     x1, =HYP_MAX_CPUS       // linker constants (hypervisor/build.rs)
     cmp     x20, x1
     b.hs    halt
-    ldr     x1, =__stacks_start
+    adr_l   x1, __stacks_start
     ldr     x3, =HYP_STACK_SIZE
     add     x2, x20, #1
     madd    x1, x2, x3, x1          // top of this CPU's stack
@@ -86,8 +140,19 @@ cpu_common_setup:
 // Not entered at EL2: we cannot virtualize anything. Say so on the early
 // UART if we can (it works at any EL) and stop.
 not_el2:
-    ldr     x1, =HYP_EARLY_UART     // the console of the board linked for
-    adr     x2, not_el2_msg
+    adr_l   x2, not_el2_msg
+    b       early_fatal
+
+// A relocation this code does not know (the link produced something other
+// than a static PIE): nothing relocated can be trusted.
+bad_reloc:
+    adr_l   x2, bad_reloc_msg
+    // fall through
+
+// x2 = NUL-terminated message for the UART of the first board (the board
+// is not known yet: src/board.rs has not run).
+early_fatal:
+    ldr     x1, =HYP_EARLY_UART
 3:  ldrb    w3, [x2], #1
     cbz     w3, halt
     str     w3, [x1]
@@ -108,3 +173,5 @@ __data_pristine:
 .section .rodata
 not_el2_msg:
     .asciz "[hv] FATAL: not entered at EL2 (boot loader must start the hypervisor at EL2)\r\n"
+bad_reloc_msg:
+    .asciz "[hv] FATAL: image relocation of an unknown type (not R_AARCH64_RELATIVE)\r\n"
