@@ -71,6 +71,8 @@ fn device_tree(addr: usize) -> &'static [u8] {
 
 extern "C" {
     fn secondary_entry();
+    /// Where spin-table CPUs enter (they find their index by MPIDR).
+    fn spin_table_entry();
 }
 
 /// The primary CPU's entry from boot.S, with x0-x4 as the boot protocol or
@@ -90,6 +92,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
         Err(e) => fatal(format_args!("device tree: {}", e)),
     };
     let info = HOST_INFO.call_once(|| info);
+    check_dtb_placement(dtb_addr as u64, dtb.len() as u64);
     let max_cpus = match crate::board::confirm(&info.compatible) {
         Ok(b) => b.max_cpus,
         Err(e) => fatal(format_args!("board: {}", e)),
@@ -110,6 +113,13 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
         heap_used / 1024,
         heap_total / 1024,
         g.nr_lrs()
+    );
+    // The counter's rate differs between boards (54 MHz on a Pi 4, the CPU
+    // model's on QEMU) and is never assumed.
+    info!(
+        "image at {:#x}, timer {} Hz (CNTFRQ_EL0)",
+        crate::board::image_base(),
+        sysreg::counter_freq()
     );
     psci::init(match (board().cpu_start, info.psci) {
         (platform::CpuStart::Psci, Some(PsciMethod::Smc)) => Some(Conduit::Smc),
@@ -235,6 +245,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
 fn init_el2_mmu_gic(info: &HostInfo, mpidrs: &[u64]) -> &'static Gic {
     let mut devices: Vec<(u64, u64)> = Vec::new();
     devices.push((info.uart.base, info.uart.size.max(0x1000)));
+    devices.extend(board().reset.mmio());
     devices.push((info.gic.gicd.base, info.gic.gicd.size));
     match info.gic.regs {
         GicRegs::V2 { gicc, gich, .. } => {
@@ -297,8 +308,7 @@ fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
             return;
         }
         (platform::CpuStart::SpinTable, _) => {
-            error!("board '{}' starts CPUs by spin table, which this build cannot do yet: running on the boot CPU only", board().name);
-            return;
+            return start_by_spin_table(info, ncpus, released, warm);
         }
     };
     for (i, cpu) in info.cpus.iter().enumerate().take(ncpus).skip(1) {
@@ -316,6 +326,73 @@ fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
             }
             Err(e) => error!("cpu {} (MPIDR {:#x}) did not start: {:?}", i, cpu.mpidr, e),
         }
+    }
+}
+
+/// Spin-table boards: release CPUs 1..ncpus (those not already released
+/// from the holding pen) from their `cpu-release-addr`. A CPU can be
+/// released once per machine reset: after a warm reload one missing from
+/// the pen is lost until the next cold boot.
+fn start_by_spin_table(info: &HostInfo, ncpus: usize, released: u64, warm: bool) {
+    use crate::drivers::spin_table;
+    let entry = spin_table_entry as *const () as u64;
+    for (i, cpu) in info.cpus.iter().enumerate().take(ncpus).skip(1) {
+        if released & (1 << i) != 0 {
+            continue;
+        }
+        if warm {
+            error!(
+                "cpu {} (MPIDR {:#x}) is not in the holding pen, and a spin table releases a CPU only once: it stays off until a cold boot",
+                i, cpu.mpidr
+            );
+            continue;
+        }
+        // The mailbox must be RAM the hypervisor maps (and not its own).
+        let mapped = cpu.release_addr.is_some_and(|a| {
+            info.ram
+                .iter()
+                .any(|r| a >= r.base && a + 8 <= r.base + r.size)
+                && !(crate::board::image_base()..board().heap_end()).contains(&a)
+        });
+        if cpu.release_addr.is_some() && !mapped {
+            error!(
+                "cpu {} (MPIDR {:#x}): release address {:#x} is outside RAM or inside the hypervisor; not started",
+                i,
+                cpu.mpidr,
+                cpu.release_addr.unwrap_or(0)
+            );
+            continue;
+        }
+        match spin_table::release(i, cpu.mpidr, cpu.release_addr, entry) {
+            Ok(()) => {
+                info!(
+                    "cpu {} (MPIDR {:#x}) released from the spin table at {:#x}",
+                    i,
+                    cpu.mpidr,
+                    cpu.release_addr.unwrap_or(0)
+                );
+                STARTED_CPUS.fetch_or(1 << i, core::sync::atomic::Ordering::AcqRel);
+            }
+            Err(e) => error!("cpu {} (MPIDR {:#x}) did not start: {:?}", i, cpu.mpidr, e),
+        }
+    }
+}
+
+/// The device tree must lie outside the memory the hypervisor is about to
+/// use for itself (its image, heap and the regions kept across reloads):
+/// the heap would overwrite it.
+fn check_dtb_placement(addr: u64, len: u64) {
+    let (base, size) = board().hyp_region;
+    let used = crate::board::image_base().max(base)..base + size;
+    if addr < used.end && addr + len > used.start {
+        fatal(format_args!(
+            "device tree at {:#x} ({} bytes) overlaps the hypervisor's memory {:#x}..{:#x} on '{}': the boot loader must place it elsewhere",
+            addr,
+            len,
+            used.start,
+            used.end,
+            board().name
+        ));
     }
 }
 

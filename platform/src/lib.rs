@@ -22,7 +22,10 @@ pub mod boards;
 pub enum CpuStart {
     /// PSCI CPU_ON through the conduit named in the device tree.
     Psci,
-    /// Spin table: write the entry point to a per-CPU release address.
+    /// Spin table: write the entry point to a per-CPU release address
+    /// (each CPU's `cpu-release-addr` in the device tree) and wake the
+    /// CPUs waiting there with SEV. A CPU so released cannot be stopped or
+    /// started again: warm reloads park it in the holding pen.
     SpinTable,
 }
 
@@ -31,6 +34,20 @@ pub enum CpuStart {
 pub enum Reset {
     /// PSCI SYSTEM_RESET through the conduit named in the device tree.
     Psci,
+    /// The BCM2835-family power management block's watchdog (PM_RSTC,
+    /// PM_WDOG at `base` + 0x1c, + 0x24): armed with a short timeout and a
+    /// full reset as its action, as Linux's bcm2835_wdt restarts the Pi.
+    Bcm2835Watchdog { base: usize },
+}
+
+impl Reset {
+    /// The MMIO window the reset driver needs mapped, if any.
+    pub const fn mmio(&self) -> Option<(u64, u64)> {
+        match self {
+            Reset::Psci => None,
+            Reset::Bcm2835Watchdog { base } => Some((*base as u64, 0x1000)),
+        }
+    }
 }
 
 /// Which driver a UART needs.
@@ -63,7 +80,8 @@ pub struct Board {
     /// Physical region the hypervisor keeps for itself: its image, stacks,
     /// heap and page tables. Guests never get memory from here.
     pub hyp_region: (u64, u64),
-    /// Where the boot loader loads the raw image (and where it is linked).
+    /// Where the boot loader loads the raw image. The image runs wherever
+    /// it is loaded; this address is how it recognises the board.
     pub load_address: u64,
     /// Inside `hyp_region`, never touched by the heap, kept across warm
     /// reloads: two image slots (slot 0 gets a pristine copy of the image
@@ -103,7 +121,7 @@ impl Board {
 }
 
 /// Every board this image supports.
-pub const BOARDS: &[&Board] = &[&boards::qemu_virt::BOARD];
+pub const BOARDS: &[&Board] = &[&boards::qemu_virt::BOARD, &boards::rpi4::BOARD];
 
 /// The most CPUs any board has: per-CPU stacks and tables are sized for it.
 pub const MAX_CPUS: usize = {
@@ -166,9 +184,19 @@ mod tests {
                 "{}: trampoline/pen outside the region",
                 b.name
             );
+            // The image's footprint (2 MiB from the load address, more for
+            // a bigger build; hypervisor/src/heap.rs checks the real one at
+            // boot) must leave at least 8 MiB of heap.
             assert!(
-                b.heap_end() > b.load_address,
+                b.heap_end() >= b.load_address + 0x20_0000 + 0x80_0000,
                 "{}: no room for a heap",
+                b.name
+            );
+            // Load addresses must tell the boards apart.
+            assert_eq!(
+                by_load_address(b.load_address).map(|x| x.name),
+                Some(b.name),
+                "{}: load address shared with another board",
                 b.name
             );
             assert!(b.max_cpus >= 1 && b.max_cpus <= MAX_CPUS);
@@ -189,5 +217,14 @@ mod tests {
             Some("qemu-virt")
         );
         assert!(by_compatible(["acme,unknown"].iter().copied()).is_none());
+        let pi = by_load_address(0x8_0000).expect("rpi4");
+        assert_eq!(pi.name, "rpi4");
+        assert_eq!(pi.cpu_start, CpuStart::SpinTable);
+        // Linux's bcm2711-rpi-4-b.dts: "raspberrypi,4-model-b", "brcm,bcm2711".
+        let c = ["raspberrypi,4-model-b", "brcm,bcm2711"];
+        assert_eq!(
+            by_compatible(c.iter().copied()).map(|b| b.name),
+            Some("rpi4")
+        );
     }
 }

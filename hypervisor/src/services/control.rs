@@ -3,7 +3,7 @@
 //! link over a UART is the next. A front end only parses and prints: what
 //! a verb does, and why it refuses, is decided here and below, once.
 use crate::arch::aarch64::sysreg::{counter, counter_freq};
-use crate::drivers::psci;
+use crate::drivers::reset;
 use crate::heap;
 use crate::reload::{self, slots::Target};
 use crate::vcpu::machine;
@@ -93,15 +93,10 @@ pub fn images() -> Vec<reload::slots::SlotReport> {
 /// be done.
 pub fn reboot() -> Refusal {
     super::console::flush_all();
-    match psci::conduit() {
-        Some(c) => {
-            let r = psci::system_reset(c);
-            alloc::format!("reboot: PSCI SYSTEM_RESET failed: {:?}", r)
-        }
-        None => {
-            String::from("reboot: no PSCI conduit in the device tree; cannot reset the machine")
-        }
-    }
+    // A watchdog reset takes effect within microseconds; a second is
+    // plenty before saying it did not.
+    let deadline = counter() + counter_freq();
+    reset::system_reset(crate::board::board().reset, || counter() < deadline)
 }
 
 /// `debug-leak <KiB>`: leak hypervisor heap in 64 KiB pieces, the aging a

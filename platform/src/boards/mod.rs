@@ -1,2 +1,3 @@
 //! One file per board.
 pub mod qemu_virt;
+pub mod rpi4;

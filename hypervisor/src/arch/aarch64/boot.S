@@ -120,6 +120,27 @@ relocate:
     dsb     sy
     ret
 
+// Secondary CPUs released from a spin table (drivers/spin_table.rs) arrive
+// here, MMU and caches off, with no context register: the logical index is
+// the entry of `spin_table_mpidrs` that holds this CPU's MPIDR affinity
+// (Aff3 and Aff2-Aff0), written and cleaned to memory before the release.
+.global spin_table_entry
+spin_table_entry:
+    mrs     x1, mpidr_el1
+    and     x2, x1, #0xff00000000   // Aff3
+    and     x1, x1, #0xffffff       // Aff2, Aff1, Aff0
+    orr     x1, x1, x2
+    adr_l   x2, spin_table_mpidrs
+    ldr     x3, =HYP_MAX_CPUS
+    mov     x0, #1                  // entry 0 is the boot CPU's
+10: cmp     x0, x3
+    b.hs    halt                    // not in the table: stay out of the way
+    ldr     x4, [x2, x0, lsl #3]
+    cmp     x4, x1
+    b.eq    secondary_entry
+    add     x0, x0, #1
+    b       10b
+
 // Per-CPU state every CPU needs before Rust: its own stack, the vectors,
 // and TPIDR_EL2 = logical CPU index. x20 = index. Clobbers x1-x3.
 cpu_common_setup:
