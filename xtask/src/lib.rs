@@ -15,6 +15,7 @@ pub mod images;
 pub mod linux;
 pub mod machine;
 pub mod qemu;
+pub mod rpi4_dtb;
 pub mod runner;
 pub mod scenario;
 pub mod toolchain;

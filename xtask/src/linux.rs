@@ -160,7 +160,7 @@ fn read_stamp() -> Result<Option<Stamp>> {
 /// The apt options that make apt work on a private arm64-only package list
 /// instead of the host's state (the package caches are disabled so nothing
 /// under /var/cache/apt is written either).
-fn apt_options(lists: &Path) -> Vec<String> {
+pub(crate) fn apt_options(lists: &Path) -> Vec<String> {
     [
         "APT::Architecture=arm64".to_string(),
         "APT::Architectures=arm64".to_string(),
@@ -192,7 +192,7 @@ fn manual_commands(dir: &Path) -> String {
 
 /// Runs a command, returning its stdout; on failure the error carries its
 /// output and `hint`.
-fn run(cmd: &mut Command, what: &str, hint: &dyn Fn() -> String) -> Result<String> {
+pub(crate) fn run(cmd: &mut Command, what: &str, hint: &dyn Fn() -> String) -> Result<String> {
     let out = match cmd.output() {
         Ok(out) => out,
         Err(e) => bail!(
@@ -219,7 +219,7 @@ fn run(cmd: &mut Command, what: &str, hint: &dyn Fn() -> String) -> Result<Strin
 
 /// From a `Depends:` field, the `linux-image-*` package and exact version
 /// the meta package pins, e.g. `linux-image-6.1.0-56-cloud-arm64 (= 6.1.192-2)`.
-fn pinned_kernel(depends: &str) -> Option<(String, String)> {
+pub(crate) fn pinned_kernel(depends: &str) -> Option<(String, String)> {
     depends.split([',', '|']).map(str::trim).find_map(|dep| {
         let (name, rest) = dep.split_once(' ').unwrap_or((dep, ""));
         if !name.starts_with("linux-image-") || name == KERNEL_META {
@@ -235,7 +235,7 @@ fn pinned_kernel(depends: &str) -> Option<(String, String)> {
 }
 
 /// The single `*.deb` in `dir` whose name starts with `<package>_`.
-fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
+pub(crate) fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
     let prefix = format!("{package}_");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -255,7 +255,7 @@ fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
     }
 }
 
-fn deb_field(deb: &Path, field: &str, hint: &dyn Fn() -> String) -> Result<String> {
+pub(crate) fn deb_field(deb: &Path, field: &str, hint: &dyn Fn() -> String) -> Result<String> {
     let out = run(
         Command::new("dpkg-deb").arg("-f").arg(deb).arg(field),
         &format!("dpkg-deb -f {} {field}", deb.display()),

@@ -68,6 +68,11 @@ enum Cmd {
 
 #[derive(Args)]
 struct ScenarioArgs {
+    /// Board: `qemu-virt` (QEMU `virt`) or `rpi4` (QEMU `raspi4b`: GICv2,
+    /// 4 CPUs, 2 GiB fixed, so --gic, --smp, --cpu and --mem are ignored;
+    /// its device tree is fetched from Debian's arm64 kernel package).
+    #[arg(long, default_value = "qemu-virt", value_parser = ["qemu-virt", "rpi4"])]
+    board: String,
     /// GIC version of the machine.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=3))]
     gic: u32,

@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 
+use xtask::machine::Machine;
 use xtask::{images, Scenario, VmSpec};
 
 use crate::ScenarioArgs;
@@ -17,9 +18,15 @@ pub mod test;
 
 impl ScenarioArgs {
     fn scenario(&self) -> Scenario {
-        let mut s = Scenario::new(self.gic).smp(self.smp);
-        s.cpu = self.cpu.clone();
-        s.mem_mib = self.mem;
+        let mut s = match Machine::by_board(&self.board) {
+            Some(Machine::Raspi4b) => Scenario::raspi4b(),
+            _ => {
+                let mut s = Scenario::new(self.gic).smp(self.smp);
+                s.cpu = self.cpu.clone();
+                s.mem_mib = self.mem;
+                s
+            }
+        };
         s.icount = self.icount;
         if let Some(hv) = &self.hv {
             s.hypervisor = hv.clone();
@@ -65,10 +72,14 @@ impl ScenarioArgs {
 /// The `--guests` name of the Linux guest.
 const LINUX: &str = "linux";
 
-/// Fetches/builds the Linux images if the scenario has a Linux guest.
+/// Fetches/builds the Linux images if the scenario has a Linux guest, and
+/// the Pi 4 device tree if it runs on that board.
 fn prepare_linux(args: &ScenarioArgs) -> Result<()> {
     if args.wants_linux() {
         xtask::linux::prepare(false).context("preparing the Linux guest (`cargo xtask linux`)")?;
+    }
+    if Machine::by_board(&args.board) == Some(Machine::Raspi4b) {
+        xtask::rpi4_dtb::prepare(false).context("fetching the Raspberry Pi 4 device tree")?;
     }
     Ok(())
 }

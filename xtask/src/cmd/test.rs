@@ -157,6 +157,10 @@ fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
         "xtask: linux: {} / {}",
         lx.kernel_package, lx.busybox_package
     );
+    // The raspi4b tests boot with the Pi 4's device tree (Debian's).
+    let pi_dtb = xtask::rpi4_dtb::prepare(false)
+        .context("phase 3: the Raspberry Pi 4 device tree could not be fetched")?;
+    eprintln!("xtask: rpi4: {}", pi_dtb.display());
 
     phase(4, "QEMU integration tests (one at a time)");
     let q = qemu::ensure().context("phase 4 (QEMU tests) failed")?;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::images;
-use crate::machine::virt;
+use crate::machine::{raspi4b, Machine};
 
 mod command;
 mod modules;
@@ -39,7 +39,9 @@ pub enum SerialMode {
 /// A QEMU machine plus the VMs to run on it.
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    /// GIC version: 2 or 3.
+    /// Which QEMU machine (`virt` unless [`Scenario::raspi4b`]).
+    pub machine: Machine,
+    /// GIC version: 2 or 3 (`raspi4b`: 2).
     pub gic: u32,
     pub cpu: String,
     pub smp: u32,
@@ -61,9 +63,10 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// `gic` version, cortex-a72, 2 CPUs, 1 GiB, no VMs.
+    /// `virt` with a `gic` version, cortex-a72, 2 CPUs, 1 GiB, no VMs.
     pub fn new(gic: u32) -> Self {
         Scenario {
+            machine: Machine::Virt,
             gic,
             cpu: "cortex-a72".to_string(),
             smp: 2,
@@ -74,6 +77,17 @@ impl Scenario {
             hypervisor: images::hypervisor_image(),
             next_image: None,
             reload_every_ms: None,
+        }
+    }
+
+    /// `raspi4b`: GICv2, 4 Cortex-A72, 2 GiB (all fixed by the model),
+    /// booted with Debian's Pi 4 device tree ([`crate::rpi4_dtb`]), no VMs.
+    pub fn raspi4b() -> Self {
+        Scenario {
+            machine: Machine::Raspi4b,
+            smp: raspi4b::CPUS,
+            mem_mib: raspi4b::MEM_MIB,
+            ..Scenario::new(2)
         }
     }
 
@@ -88,8 +102,24 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<()> {
-        if !virt::GIC_VERSIONS.contains(&self.gic) {
-            bail!("GIC version must be 2 or 3, not {}", self.gic);
+        if !self.machine.gic_versions().contains(&self.gic) {
+            bail!(
+                "GIC version {} on {:?}: the machine has {:?}",
+                self.gic,
+                self.machine,
+                self.machine.gic_versions()
+            );
+        }
+        if self.machine == Machine::Raspi4b
+            && (self.smp != raspi4b::CPUS || self.mem_mib != raspi4b::MEM_MIB)
+        {
+            bail!(
+                "raspi4b has {} CPUs and {} MiB, not {} and {}",
+                raspi4b::CPUS,
+                raspi4b::MEM_MIB,
+                self.smp,
+                self.mem_mib
+            );
         }
         if self.smp == 0 {
             bail!("smp must be at least 1");
@@ -134,6 +164,14 @@ mod tests {
         assert!(s.validate().is_ok());
         s.gic = 4;
         assert!(s.validate().is_err());
+        let mut pi = Scenario::raspi4b();
+        pi.hypervisor = hv.clone();
+        assert!(pi.validate().is_ok());
+        pi.gic = 3;
+        assert!(pi.validate().is_err(), "raspi4b has a GICv2");
+        let mut pi = Scenario::raspi4b().smp(2);
+        pi.hypervisor = hv.clone();
+        assert!(pi.validate().is_err(), "raspi4b has 4 CPUs");
         let mut s = Scenario::new(2)
             .vm(VmSpec::new("a", &hv))
             .vm(VmSpec::new("a", &hv));

@@ -5,18 +5,17 @@ use anyhow::{bail, Context, Result};
 
 use super::Scenario;
 use crate::dtb::{Module, ModuleKind};
-use crate::machine::virt::{MODULE_BASE, RAM_BASE};
 
 /// Module alignment (the arm64 boot protocol wants 2 MiB aligned images).
 pub const MODULE_ALIGN: u64 = 2 << 20;
 
 impl Scenario {
-    /// Computes where each VM's modules go: from [`MODULE_BASE`] upward,
-    /// 2 MiB aligned, in VM order (kernel, then ramdisk); sizes are the file
-    /// sizes. Fails if a module does not fit below the end of RAM.
+    /// Computes where each VM's modules go: from the machine's module base
+    /// upward, 2 MiB aligned, in VM order (kernel, then ramdisk); sizes are
+    /// the file sizes. Fails if a module does not fit below the end of RAM.
     pub fn place_modules(&self) -> Result<Vec<Vec<Module>>> {
-        let ram_end = RAM_BASE + (self.mem_mib << 20);
-        let mut next = MODULE_BASE;
+        let ram_end = self.machine.ram_end(self.mem_mib);
+        let mut next = self.machine.module_base();
         let mut placed = Vec::new();
         for vm in &self.vms {
             let mut mods = Vec::new();

@@ -11,29 +11,36 @@ use anyhow::{bail, Context, Result};
 use super::command::{path_str, qemu_opt_path, shell_line, WorkDir};
 use super::{QemuCommand, Scenario, SerialMode};
 use crate::dtb;
-use crate::machine::virt;
+use crate::machine::{raspi4b, virt, Machine};
 use crate::qemu;
 
 impl Scenario {
     /// The machine options shared by the `dumpdtb` run and the real run.
     fn machine_args(&self, dumpdtb: Option<&Path>) -> Result<Vec<String>> {
-        let mut machine = virt::machine_option(self.gic, true);
+        let mut machine = match self.machine {
+            Machine::Virt => virt::machine_option(self.gic, true),
+            Machine::Raspi4b => raspi4b::machine_option(),
+        };
         if let Some(path) = dumpdtb {
             machine.push_str(",dumpdtb=");
             machine.push_str(&qemu_opt_path(path)?);
         }
-        let mut args: Vec<String> = vec![
-            "-M".into(),
-            machine,
-            "-cpu".into(),
-            self.cpu.clone(),
-            "-smp".into(),
-            self.smp.to_string(),
+        let mut args: Vec<String> = vec!["-M".into(), machine];
+        // raspi4b's CPU model and count are fixed (validate checked them).
+        if self.machine == Machine::Virt {
+            args.extend([
+                "-cpu".into(),
+                self.cpu.clone(),
+                "-smp".into(),
+                self.smp.to_string(),
+            ]);
+        }
+        args.extend([
             "-m".into(),
             format!("{}M", self.mem_mib),
             "-display".into(),
             "none".into(),
-        ];
+        ]);
         if self.icount {
             args.extend(["-icount".into(), "shift=0".into()]);
         }
@@ -62,7 +69,17 @@ impl Scenario {
         let workdir = WorkDir::new()?;
 
         let base_path = workdir.path.join("qemu.dtb");
-        let base = self.dump_dtb(&qemu.path, &base_path)?;
+        let base = match self.machine {
+            Machine::Virt => self.dump_dtb(&qemu.path, &base_path)?,
+            // raspi4b makes no tree of its own: the Pi's, as the firmware
+            // would load it (QEMU then disables what it does not model).
+            Machine::Raspi4b => {
+                let dtb = crate::rpi4_dtb::require()?;
+                std::fs::copy(&dtb, &base_path)
+                    .with_context(|| format!("copying {}", dtb.display()))?;
+                std::fs::read(&base_path)?
+            }
+        };
         let mut chosen = Vec::new();
         if let Some(ms) = self.reload_every_ms {
             chosen.push((
@@ -84,7 +101,7 @@ impl Scenario {
             args.push(format!(
                 "loader,file={},addr=0x{:x},force-raw=on",
                 qemu_opt_path(next)?,
-                virt::BOARD.image_slots[1].0
+                self.machine.board().image_slots[1].0
             ));
         }
         for m in modules.iter().flatten() {

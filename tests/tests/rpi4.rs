@@ -1,0 +1,149 @@
+//! The Raspberry Pi 4 on QEMU `raspi4b` (GIC-400, 4 Cortex-A72, spin table,
+//! no PSCI), booted with Debian's `bcm2711-rpi-4-b.dtb` and the very
+//! `hypervisor.bin` the `virt` tests boot: the banner names the board and
+//! its 4 CPUs, CPUs 1-3 come up through the spin table, the counter rate
+//! is read from CNTFRQ (the guest sees the same), a test VM runs with its
+//! console, the copy staged for warm reloads is byte for byte the loaded
+//! image, and warm reloads park the secondaries in the holding pen.
+//!
+//! Needs `cargo xtask build` and the Pi's device tree (`cargo xtask linux`
+//! fetches it into target/linux/).
+
+use tests::*;
+use xtask::machine::{raspi4b, Machine};
+
+/// A `raspi4b` scenario with these VMs.
+fn pi(vms: impl IntoIterator<Item = VmSpec>) -> Scenario {
+    let mut s = Scenario::raspi4b();
+    s.vms.extend(vms);
+    s
+}
+
+/// This build's version, as the banner and the slot headers say it.
+fn version() -> String {
+    format!("blink {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn require_dtb() -> anyhow::Result<()> {
+    xtask::rpi4_dtb::require()?;
+    Ok(())
+}
+
+/// `[hv] cpu <n> (MPIDR 0x<m>) released from the spin table at 0x<a>`.
+fn spin_released(cpu: u32, release_addr: u64) -> Regex {
+    re(&format!(
+        r"^\[hv\] cpu {cpu} \(MPIDR 0x[0-9a-f]+\) released from the spin table at 0x{release_addr:x}$"
+    ))
+}
+
+/// `[hv] image at 0x<addr>, timer <hz> Hz (CNTFRQ_EL0)` (capture 1 = Hz).
+fn timer_line(image_at: u64) -> Regex {
+    re(&format!(
+        r"^\[hv\] image at 0x{image_at:x}, timer (\d+) Hz \(CNTFRQ_EL0\)$"
+    ))
+}
+
+/// Slot 0's `images` line holds the running image with the loaded file's
+/// length and CRC-32: the staged copy (relocations undone) is the file.
+fn check_staged_copy_is_the_file(run: &mut QemuRun, board: &str) -> anyhow::Result<()> {
+    let file = std::fs::read(xtask::images::hypervisor_image())?;
+    let crc = vmm::crc32::hash(&file);
+    run.send(b"images\r")?;
+    let line = run.expect(
+        &hv::image_slot(0, &version(), board, hv::SlotRole::Running),
+        DEADLINE,
+    )?;
+    let want = format!("'{}', {} bytes, ", version(), file.len());
+    check!(
+        run,
+        line.contains(&want) && line.contains(&format!("checksum {crc:#010x} ok")),
+        "slot 0 should hold {} bytes with CRC {crc:#010x} (hypervisor.bin): {line}",
+        file.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn boots_with_four_cpus_through_the_spin_table() -> anyhow::Result<()> {
+    require_images(&["heartbeat"])?;
+    require_dtb()?;
+    let mut run = start(&pi([VmSpec::guest("domU0", "heartbeat")]))?;
+    let line = run.expect(&hv::Banner::pattern(), DEADLINE)?;
+    let banner = hv::Banner::parse(&line).expect("expect returned a matching line");
+    check!(
+        run,
+        banner.board == "rpi4" && banner.ncpus == 4 && banner.gic == 2,
+        "expected 'on rpi4: EL2, 4 CPUs, GICv2': {line}"
+    );
+    let timer = run.expect(&timer_line(raspi4b::LOAD_ADDRESS), DEADLINE)?;
+    let hz: u64 = timer_line(raspi4b::LOAD_ADDRESS).captures(&timer).unwrap()[1].parse()?;
+    check!(run, hz > 0, "CNTFRQ_EL0 reads 0: {timer}");
+    // The Pi's tree: cpu-release-addr 0xd8 + 8n.
+    for cpu in 1..=3u32 {
+        run.expect(&spin_released(cpu, 0xd8 + 8 * cpu as u64), DEADLINE)?;
+    }
+    wait_all(&mut run, &[1, 2, 3].map(hv::cpu_online))?;
+    run.expect(&started("domU0"), DEADLINE)?;
+    // The guest reads the same counter rate through its own CNTFRQ_EL0.
+    run.expect(
+        &re(&format!(r"^\[domU0\] heartbeat: start cntfrq={hz} ")),
+        DEADLINE,
+    )?;
+    let beats = more_heartbeats(&mut run, "domU0", 3, "three heartbeats on raspi4b")?;
+    check_counting(&run, &beats, "heartbeat on raspi4b")?;
+    focus_shell(&mut run, DEADLINE)?;
+    check_staged_copy_is_the_file(&mut run, "rpi4")?;
+    Ok(())
+}
+
+/// The same file on `virt` stages the same bytes (one image for both).
+#[test]
+fn same_image_stages_the_same_bytes_on_virt() -> anyhow::Result<()> {
+    require_images(&["heartbeat"])?;
+    let mut run = start(&scenario(3, [VmSpec::guest("domU0", "heartbeat")]))?;
+    run.expect(&hv::banner_of(&version(), "qemu-virt", 2), DEADLINE)?;
+    run.expect(&timer_line(xtask::machine::virt::LOAD_ADDRESS), DEADLINE)?;
+    run.expect(&started("domU0"), DEADLINE)?;
+    focus_shell(&mut run, DEADLINE)?;
+    check_staged_copy_is_the_file(&mut run, "qemu-virt")
+}
+
+/// Warm reloads without PSCI: the secondaries wait in the holding pen
+/// (they cannot be released from the spin table twice), the guests carry
+/// on, memory verified.
+#[test]
+fn warm_reloads_park_secondaries_in_the_pen() -> anyhow::Result<()> {
+    require_dtb()?;
+    let mut run = start_heartbeat_and_pattern(2, |s| {
+        s.machine = Machine::Raspi4b;
+        s.smp = raspi4b::CPUS;
+        s.mem_mib = raspi4b::MEM_MIB;
+    })?;
+    let beat = |l: &str| heartbeat_n("domU0", l);
+    let pass = |l: &str| mempattern_pass("domU1", l);
+    for generation in 1..=3 {
+        let (last_beat, last_pass) = (last_value(&run, beat), last_value(&run, pass));
+        run.send(b"rejuvenate\r")?;
+        run.expect(&hv::suspending(2, generation), DEADLINE)?;
+        run.expect(&hv::secondaries_released(3), DEADLINE)?;
+        run.expect(&hv::reload_report(generation, 2), DEADLINE)?;
+        wait_beyond(
+            &mut run,
+            DEADLINE,
+            "heartbeat after the reload",
+            beat,
+            last_beat,
+        )?;
+        wait_beyond(
+            &mut run,
+            DEADLINE,
+            "memory verified after the reload",
+            pass,
+            last_pass,
+        )?;
+    }
+    let beats: Vec<u64> = run.lines().iter().filter_map(|l| beat(l)).collect();
+    reload::check_continuous(&run, "heartbeat counter", &beats)?;
+    reload::check_clean(&run, reload::Since::FirstReload)?;
+    Ok(())
+}
