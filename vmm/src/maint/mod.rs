@@ -24,4 +24,6 @@ pub mod sender;
 pub mod signed;
 
 #[cfg(test)]
+mod receiver_tests;
+#[cfg(test)]
 mod sim;

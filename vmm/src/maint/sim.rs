@@ -436,3 +436,54 @@ fn no_answer_and_oversized_images_end_with_clear_errors() {
     );
     assert_eq!(small.high_water, 0);
 }
+
+/// The real hypervisor image as a signed slot would carry it, when one has
+/// been built (`cargo xtask build`): time at 115200 baud from the bytes on
+/// the wire, with and without compression, clean and at 1% faults.
+#[test]
+fn upload_time_of_the_hypervisor_image_at_115200() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/images/hypervisor.bin"
+    );
+    let Ok(raw) = std::fs::read(path) else {
+        std::println!("skipped: no {path} (run `cargo xtask build` first)");
+        return;
+    };
+    let slot = crate::image_slot::package("blink", "qemu-virt", &raw);
+    for (compress, faults, what) in [
+        (false, Faults::default(), "raw, clean line"),
+        (true, Faults::default(), "LZ4, clean line"),
+        (true, ONE_PERCENT, "LZ4, 1% loss+corruption+reordering"),
+    ] {
+        let mut mem = MemSlot::new(4 << 20);
+        let mut rx = Receiver::new();
+        let mut tx = Sender::new(
+            &slot,
+            SenderConfig {
+                compress,
+                ..cfg(4096)
+            },
+        );
+        let r = run(
+            &mut tx,
+            &mut rx,
+            &mut mem,
+            faults,
+            5,
+            100_000_000,
+            &mut |_| false,
+        );
+        assert_eq!(r.outcome, Some(Ok(())));
+        assert_eq!(&mem.bytes[..slot.len()], &slot[..]);
+        let s = r.ticks as f64 / 11520.0;
+        std::println!(
+            "hypervisor slot {} bytes, {what}: {} wire bytes, {} retransmissions, {:.1} s at 115200 baud = {:.0} image B/s",
+            slot.len(),
+            r.sender.wire_bytes,
+            r.sender.retransmissions,
+            s,
+            slot.len() as f64 / s
+        );
+    }
+}
