@@ -6,7 +6,8 @@ use std::process::ExitCode;
 pub enum Code {
     /// The device refused the command or the upload (it said why).
     Refused = 1,
-    // 2 is clap's usage error.
+    /// The command line is incomplete (clap uses 2 for its own errors too).
+    Usage = 2,
     /// The device did not answer in time.
     NoAnswer = 3,
     /// The link could not be opened or broke (I/O).

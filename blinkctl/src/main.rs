@@ -139,7 +139,7 @@ fn main() -> ExitCode {
 fn session(cli: &Cli) -> Result<Session> {
     let spec = cli.device.as_deref().ok_or_else(|| {
         Failure::new(
-            Code::Local,
+            Code::Usage,
             anyhow!("which device? give --device /dev/ttyUSB0, tcp:HOST:PORT or unix:PATH"),
         )
     })?;
