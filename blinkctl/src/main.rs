@@ -75,6 +75,8 @@ enum Cmd {
     Rollback,
     /// Warm-reload into a fresh copy of the running image.
     Rejuvenate,
+    /// The hypervisor's recent log.
+    Log,
     /// Make an ed25519 key pair: BASE.secret (mode 0600) and BASE.pub.
     Keygen {
         #[arg(long, value_name = "BASE")]
@@ -181,6 +183,7 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Confirm => remote(cli, "confirm"),
         Cmd::Rollback => remote(cli, "rollback"),
         Cmd::Rejuvenate => remote(cli, "rejuvenate"),
+        Cmd::Log => remote(cli, "log"),
         Cmd::Upload {
             image,
             chunk,

@@ -487,3 +487,33 @@ fn upload_time_of_the_hypervisor_image_at_115200() {
         );
     }
 }
+
+/// Many short uploads under heavy faults, each with its own seed: no
+/// combination of losses, damage and reordering may stall the protocol
+/// or corrupt the image.
+#[test]
+fn many_seeds_never_stall() {
+    let faults = Faults {
+        drop: 0.05,
+        corrupt: 0.05,
+        reorder: 0.05,
+    };
+    for seed in 1..=200u64 {
+        let img = image(20_000 + (seed as usize * 37) % 3000, seed);
+        let mut slot = MemSlot::new(1 << 16);
+        let mut rx = Receiver::new();
+        let chunk = [64u16, 256, 1024, 4096][seed as usize % 4];
+        let mut tx = Sender::new(&img, cfg(chunk));
+        let r = run(
+            &mut tx,
+            &mut rx,
+            &mut slot,
+            faults,
+            seed,
+            20_000_000,
+            &mut |_| false,
+        );
+        assert_eq!(r.outcome, Some(Ok(())), "seed {seed} chunk {chunk}");
+        assert_eq!(&slot.bytes[..img.len()], &img[..], "seed {seed}");
+    }
+}
