@@ -1,5 +1,6 @@
 //! The few facts the guests need from their device tree (x0 at entry):
-//! where RAM is and how big the DTB itself is.
+//! where RAM is, how big the DTB itself is, and the `bootargs` (which tell
+//! a guest that plays one of several roles which one is its).
 //!
 //! The header is checked by hand before the `fdt` crate sees the blob: its
 //! constructor trusts `totalsize` and the block offsets, so bogus values could
@@ -151,6 +152,18 @@ pub fn parse(blob: &[u8], addr: u64, window: core::ops::Range<u64>) -> Result<In
     })
 }
 
+/// The `/chosen` node's `bootargs`, if it has any.
+pub fn bootargs(blob: &[u8]) -> Result<Option<&str>, Error> {
+    let header: &[u8; HEADER_SIZE] = blob
+        .get(..HEADER_SIZE)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(Error::BadHeader("truncated"))?;
+    let total = total_size(header)?;
+    let blob = blob.get(..total).ok_or(Error::BadHeader("truncated"))?;
+    let fdt = Fdt::new_unaligned_fallible(blob)?;
+    Ok(fdt.root()?.chosen()?.bootargs()?)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -172,6 +185,7 @@ mod tests {
         }
         w.property_string("compatible", "linux,dummy-virt").unwrap();
         let chosen = w.begin_node("chosen").unwrap();
+        w.property_string("bootargs", "role=probe").unwrap();
         w.end_node(chosen).unwrap();
         if let Some(reg) = memory {
             let mem = w.begin_node("memory@40000000").unwrap();
@@ -185,6 +199,12 @@ mod tests {
 
     fn good() -> Vec<u8> {
         dtb(Some((2, 2)), Some(&[0, 0x4000_0000, 0, 0x1000_0000]))
+    }
+
+    #[test]
+    fn reads_bootargs() {
+        assert_eq!(bootargs(&good()).unwrap(), Some("role=probe"));
+        assert!(bootargs(&good()[..20]).is_err());
     }
 
     #[test]

@@ -1,14 +1,16 @@
-//! Architectural fidelity: the `conformance` guest's GIC checks (see
-//! guests/src/bin/conformance.rs) under blink and bare on QEMU `virt`
-//! (no hypervisor: the hardware's answer), with 1, 2 and 4 vCPUs, on
-//! GICv2 and GICv3. Every check the configuration calls for must print
-//! `PASS`, the others `SKIP`; one `FAIL` line fails the test at once, and
-//! the summary must say 0 failed.
+//! Architectural fidelity: the `conformance` guest's checks (see
+//! guests/src/bin/conformance/main.rs) under blink and bare on QEMU `virt`
+//! (no hypervisor: the hardware's answer), with 1 and 2 vCPUs on `-cpu
+//! max` and 4 on `cortex-a53`, on GICv2 and GICv3. Every check the
+//! configuration calls for must print `PASS`, the others `SKIP`; one
+//! `FAIL` line fails the test at once, and the summary must say 0 failed.
+//! With 1 vCPU the second PL011 is there for the level-SPI check (passed
+//! through under blink). Under blink two VMs also share one CPU, a holder
+//! and a probe of debug and PMU state.
 //!
 //! Under blink the machine has 2 CPUs and the VM's vCPUs are pinned
 //! round-robin: with 2 vCPUs the ping-pong runs between two physical CPUs,
-//! with 4 each physical CPU also holds an idle vCPU. The 12 tests take
-//! about 80 s in all on an idle 2-core machine.
+//! with 4 each physical CPU also holds an idle vCPU.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,7 @@ use tests::*;
 const RUN_CAP: Duration = Duration::from_secs(20 * 60);
 
 /// Every check the guest prints, in its order.
-const CHECKS: [&str; 9] = [
+const CHECKS: [&str; 17] = [
     "gicd_pidr2_archrev",
     "gicd_typer_cpus",
     "gicv2_itargetsr_uniprocessor",
@@ -32,21 +34,65 @@ const CHECKS: [&str; 9] = [
     "ipi_ping_pong",
     "gicv2_sgi_source",
     "sgi_pending_merge",
+    "timer_level_resampled",
+    "timers_rate",
+    "level_spi_after_eoi",
+    "id_registers_usable",
+    "instruction_abort",
+    "debug_registers_kept",
+    "debug_state_isolated",
     "no_unexpected_interrupts",
+    // Not a check: the summary follows it.
+    "",
 ];
 
-/// Whether `check` applies (PASS expected) or not (SKIP) on GICv`gic` with
-/// `cpus` vCPUs.
-fn applies(check: &str, gic: u32, cpus: u32) -> bool {
-    let v2 = gic == 2;
-    match check {
-        "gicd_typer_cpus" => v2,
-        "gicv2_itargetsr_uniprocessor" => v2 && cpus == 1,
-        "gicv2_itargetsr_spi_targets" | "gicv2_itargetsr_private" | "gicv2_sgi_source" => {
-            v2 && cpus > 1
+/// The debug role a VM plays (its `bootargs`, see guests' debug.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Alone,
+    Holder,
+    Probe,
+}
+
+/// One run of the guest: where, on which GIC and CPU, with what.
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    host: Host,
+    gic: u32,
+    cpus: u32,
+    cpu: &'static str,
+    /// The second PL011 is there (passed through under blink).
+    uart: bool,
+    role: Role,
+}
+
+impl Config {
+    fn new(host: Host, gic: u32, cpus: u32, cpu: &'static str) -> Self {
+        Config {
+            host,
+            gic,
+            cpus,
+            cpu,
+            uart: cpus == 1,
+            role: Role::Alone,
         }
-        "ipi_ping_pong" => cpus > 1,
-        _ => true,
+    }
+
+    /// Whether `check` applies (PASS expected) or not (SKIP).
+    fn applies(&self, check: &str) -> bool {
+        let (v2, cpus) = (self.gic == 2, self.cpus);
+        match check {
+            "gicd_typer_cpus" => v2,
+            "gicv2_itargetsr_uniprocessor" => v2 && cpus == 1,
+            "gicv2_itargetsr_spi_targets" | "gicv2_itargetsr_private" | "gicv2_sgi_source" => {
+                v2 && cpus > 1
+            }
+            "ipi_ping_pong" => cpus > 1,
+            "level_spi_after_eoi" => self.uart,
+            "debug_registers_kept" => self.role != Role::Probe,
+            "debug_state_isolated" => self.role == Role::Probe,
+            _ => true,
+        }
     }
 }
 
@@ -60,7 +106,7 @@ enum Host {
 
 /// QEMU `virt` without the hypervisor: the guest image is the kernel, at
 /// EL1, with QEMU's own PSCI (HVC conduit) and GIC.
-fn start_bare(gic: u32, cpus: u32) -> anyhow::Result<QemuRun> {
+fn start_bare(c: &Config) -> anyhow::Result<QemuRun> {
     let image = xtask::images::require_guest_image("conformance")?;
     let image = image
         .to_str()
@@ -68,11 +114,11 @@ fn start_bare(gic: u32, cpus: u32) -> anyhow::Result<QemuRun> {
         .to_string();
     let args = [
         "-M",
-        &format!("virt,gic-version={gic}"),
+        &format!("virt,gic-version={}", c.gic),
         "-cpu",
-        "cortex-a72",
+        c.cpu,
         "-smp",
-        &cpus.to_string(),
+        &c.cpus.to_string(),
         "-m",
         "128M",
         "-display",
@@ -86,6 +132,11 @@ fn start_bare(gic: u32, cpus: u32) -> anyhow::Result<QemuRun> {
     ]
     .map(String::from)
     .to_vec();
+    let mut args = args;
+    if c.uart {
+        // The second PL011 exists with a second serial port.
+        args.extend(["-serial", "null"].map(String::from));
+    }
     let command = xtask::QemuCommand::bare(xtask::qemu::find()?.path, args)?;
     QemuRun::spawn(command)
 }
@@ -116,34 +167,56 @@ fn expect_while_printing(run: &mut QemuRun, pattern: &Regex) -> anyhow::Result<S
     }
 }
 
-fn conformance(host: Host, gic: u32, cpus: u32) -> anyhow::Result<()> {
-    let (mut run, tag) = match host {
+/// The second PL011 under blink: passed through to the VM, its serial
+/// port discarding what is sent.
+fn pass_uart(vm: VmSpec, s: &mut Scenario) -> VmSpec {
+    s.extra_args.extend(["-serial", "null"].map(String::from));
+    vm.prop("blink,passthrough", b"/pl011@9040000\0".to_vec())
+}
+
+fn conformance(c: Config) -> anyhow::Result<()> {
+    let (mut run, tag) = match c.host {
         Host::Blink => {
             require_images(&["conformance"])?;
-            let vm = VmSpec::guest("domU0", "conformance").cpus(cpus);
-            (start(&scenario(gic, [vm]))?, r"\[domU0\] ")
+            let mut s = scenario(c.gic, []);
+            s.cpu = c.cpu.into();
+            let mut vm = VmSpec::guest("domU0", "conformance").cpus(c.cpus);
+            if c.uart {
+                vm = pass_uart(vm, &mut s);
+            }
+            s.vms.push(vm);
+            (start(&s)?, r"\[domU0\] ")
         }
-        Host::Bare => (start_bare(gic, cpus)?, ""),
+        Host::Bare => (start_bare(&c)?, ""),
     };
+    expect_results(&mut run, tag, &c)
+}
+
+/// Waits for a guest's summary (lines tagged `tag`) and checks its result
+/// lines against what `c` calls for.
+fn expect_results(run: &mut QemuRun, tag: &str, c: &Config) -> anyhow::Result<()> {
     run.fail_on(re(&format!(r"^{tag}(FAIL |PANIC|exception: )")));
-
-    let config = re(&format!(r"^{tag}conformance: gic=v(\d) cpus=(\d+)$"));
-    let line = run.expect(&config, DEADLINE)?;
-    let caps = config.captures(&line).expect("matched");
-    check!(
-        run,
-        caps[1] == *gic.to_string() && caps[2] == *cpus.to_string(),
-        "expected gic=v{gic} cpus={cpus}: {line}"
-    );
-
+    let (gic, cpus) = (c.gic, c.cpus);
+    // Looked for among all lines so far: with two VMs, one VM's lines
+    // may come before the other's that were waited for first.
     let summary = re(&format!(
         r"^{tag}conformance: (\d+) passed, (\d+) failed, (\d+) skipped$"
     ));
-    let line = expect_while_printing(&mut run, &summary)?;
+    let line = expect_while_printing(run, &summary)?;
     let lines = run.lines();
+    let config = re(&format!(r"^{tag}conformance: gic=v(\d) cpus=(\d+)$"));
+    let found = lines.iter().find_map(|l| config.captures(l));
+    check!(
+        run,
+        found
+            .as_ref()
+            .is_some_and(|caps| caps[1] == *gic.to_string() && caps[2] == *cpus.to_string()),
+        "expected a line 'conformance: gic=v{gic} cpus={cpus}' before the summary"
+    );
+    let checks = &CHECKS[..CHECKS.len() - 1];
     let mut passes = 0;
-    for check in CHECKS {
-        let want = if applies(check, gic, cpus) {
+    for check in checks {
+        let want = if c.applies(check) {
             passes += 1;
             "PASS"
         } else {
@@ -160,7 +233,7 @@ fn conformance(host: Host, gic: u32, cpus: u32) -> anyhow::Result<()> {
         check!(
             run,
             got == want,
-            "{check}: expected {want} on GICv{gic} with {cpus} vCPU(s): {}",
+            "{check}: expected {want} in {c:?}: {}",
             seen[0]
         );
     }
@@ -169,51 +242,77 @@ fn conformance(host: Host, gic: u32, cpus: u32) -> anyhow::Result<()> {
         (caps[1].parse()?, caps[2].parse()?, caps[3].parse()?);
     check!(
         run,
-        (passed, failed, skipped) == (passes, 0, CHECKS.len() - passes),
+        (passed, failed, skipped) == (passes, 0, checks.len() - passes),
         "summary {line:?}: expected {passes} passed, 0 failed, {} skipped",
-        CHECKS.len() - passes
+        checks.len() - passes
     );
     Ok(())
 }
 
+/// Two VMs on one CPU (`-smp 1`): the holder keeps breakpoints,
+/// watchpoints (and PMU settings, if the PMU is given) armed, the probe
+/// runs with debug exceptions enabled and must neither see nor hit them.
+fn two_vms_one_cpu(gic: u32) -> anyhow::Result<()> {
+    require_images(&["conformance"])?;
+    let mut s = scenario(gic, []).smp(1);
+    s.cpu = "max".into();
+    for (name, role) in [("domU0", "holder"), ("domU1", "probe")] {
+        s.vms
+            .push(VmSpec::guest(name, "conformance").bootargs(format!("conformance.role={role}")));
+    }
+    let mut run = start(&s)?;
+    let mut c = Config::new(Host::Blink, gic, 1, "max");
+    c.uart = false;
+    for (tag, role) in [(r"\[domU0\] ", Role::Holder), (r"\[domU1\] ", Role::Probe)] {
+        c.role = role;
+        expect_results(&mut run, tag, &c)?;
+    }
+    Ok(())
+}
+
+mod blink_two_vms_one_cpu {
+    use super::two_vms_one_cpu;
+    tests::on_both_gics!(two_vms_one_cpu);
+}
+
 mod blink_1cpu {
     fn run(gic: u32) -> tests::anyhow::Result<()> {
-        super::conformance(super::Host::Blink, gic, 1)
+        super::conformance(super::Config::new(super::Host::Blink, gic, 1, "max"))
     }
     tests::on_both_gics!(run);
 }
 
 mod blink_2cpus {
     fn run(gic: u32) -> tests::anyhow::Result<()> {
-        super::conformance(super::Host::Blink, gic, 2)
+        super::conformance(super::Config::new(super::Host::Blink, gic, 2, "max"))
     }
     tests::on_both_gics!(run);
 }
 
 mod blink_4cpus {
     fn run(gic: u32) -> tests::anyhow::Result<()> {
-        super::conformance(super::Host::Blink, gic, 4)
+        super::conformance(super::Config::new(super::Host::Blink, gic, 4, "cortex-a53"))
     }
     tests::on_both_gics!(run);
 }
 
 mod bare_1cpu {
     fn run(gic: u32) -> tests::anyhow::Result<()> {
-        super::conformance(super::Host::Bare, gic, 1)
+        super::conformance(super::Config::new(super::Host::Bare, gic, 1, "max"))
     }
     tests::on_both_gics!(run);
 }
 
 mod bare_2cpus {
     fn run(gic: u32) -> tests::anyhow::Result<()> {
-        super::conformance(super::Host::Bare, gic, 2)
+        super::conformance(super::Config::new(super::Host::Bare, gic, 2, "max"))
     }
     tests::on_both_gics!(run);
 }
 
 mod bare_4cpus {
     fn run(gic: u32) -> tests::anyhow::Result<()> {
-        super::conformance(super::Host::Bare, gic, 4)
+        super::conformance(super::Config::new(super::Host::Bare, gic, 4, "cortex-a53"))
     }
     tests::on_both_gics!(run);
 }

@@ -10,6 +10,16 @@ const RAM_WINDOW_END: u64 = 0xc000_0000;
 
 /// Parses the DTB at guest-physical address `addr`.
 pub fn parse(addr: usize) -> Result<Info, Error> {
+    blob::parse(blob(addr)?, addr as u64, RAM_BASE..RAM_WINDOW_END)
+}
+
+/// The `bootargs` of the DTB at guest-physical address `addr`.
+pub fn bootargs(addr: usize) -> Result<Option<&'static str>, Error> {
+    blob::bootargs(blob(addr)?)
+}
+
+/// The DTB at `addr` as bytes, its header checked.
+fn blob(addr: usize) -> Result<&'static [u8], Error> {
     let addr64 = addr as u64;
     if !addr64.is_multiple_of(8)
         || addr64 < RAM_BASE
@@ -22,7 +32,6 @@ pub fn parse(addr: usize) -> Result<Info, Error> {
     let header = unsafe { &*(addr as *const [u8; HEADER_SIZE]) };
     let total = blob::total_size(header)?;
     // SAFETY: `total` <= MAX_DTB_SIZE bytes from `addr` lie inside the mapped
-    // RAM window (checked above) and are not written while borrowed.
-    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
-    blob::parse(bytes, addr64, RAM_BASE..RAM_WINDOW_END)
+    // RAM window (checked above); nothing ever writes to the DTB.
+    Ok(unsafe { core::slice::from_raw_parts(addr as *const u8, total) })
 }

@@ -4,6 +4,8 @@
 //! (ELR += 4), so a guest survives a probe that the hypervisor answers with an
 //! injected abort or that is UNDEFINED at EL1. Code that *expects* a fault
 //! wraps it in [`catch`]: the fault is then recorded quietly and returned.
+//! A fault at an instruction outside this image (a call, with `blr`, to an
+//! address that cannot be executed) returns to the caller (x30) instead.
 //! IRQs go to the handler registered with [`set_irq_handler`].
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
@@ -170,9 +172,31 @@ pub(super) extern "C" fn exception_entry(frame: &mut Frame, kind: u64) {
     }
 }
 
+/// Whether `pc` lies inside this image's code and data.
+fn in_image(pc: u64) -> bool {
+    extern "C" {
+        static __image_start: u8;
+    }
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    (start..super::image_end() as u64).contains(&pc)
+}
+
 fn sync_exception(frame: &mut Frame) {
     let (esr, far) = read_esr_far();
     let ec = esr >> 26;
+    let slot = &CATCH[cpu_id()];
+    let armed = slot.armed.load(Ordering::SeqCst);
+    let fetch = matches!(ec, EC_INSN_ABORT_SAME | EC_PC_ALIGN) || !in_image(frame.elr);
+    if armed && fetch {
+        // A `blr` under `catch` went astray: back to its caller.
+        if !slot.caught.load(Ordering::SeqCst) {
+            slot.esr.store(esr, Ordering::SeqCst);
+            slot.far.store(far, Ordering::SeqCst);
+            slot.caught.store(true, Ordering::SeqCst);
+        }
+        frame.elr = frame.x[30];
+        return;
+    }
     // An exception at the instruction fetch itself cannot be skipped.
     if matches!(ec, EC_INSN_ABORT_SAME | EC_PC_ALIGN) {
         println!(
@@ -184,12 +208,11 @@ fn sync_exception(frame: &mut Frame) {
         );
         halt();
     }
-    let slot = &CATCH[cpu_id()];
-    if slot.armed.load(Ordering::SeqCst) && !slot.caught.load(Ordering::SeqCst) {
+    if armed && !slot.caught.load(Ordering::SeqCst) {
         slot.esr.store(esr, Ordering::SeqCst);
         slot.far.store(far, Ordering::SeqCst);
         slot.caught.store(true, Ordering::SeqCst);
-    } else if !slot.armed.load(Ordering::SeqCst) {
+    } else if !armed {
         println!(
             "exception: {} esr={:#x} elr={:#x} far={:#x}; skipping instruction",
             class_name(ec),

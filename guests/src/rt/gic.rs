@@ -38,6 +38,11 @@ const GICR_WAKER: usize = 0x14;
 const GICR_SGI_OFFSET: usize = 0x1_0000;
 const GICR_IGROUPR0: usize = GICR_SGI_OFFSET + 0x080;
 const GICR_ISENABLER0: usize = GICR_SGI_OFFSET + 0x100;
+const GICR_ICENABLER0: usize = GICR_SGI_OFFSET + 0x180;
+const GICR_ISPENDR0: usize = GICR_SGI_OFFSET + 0x200;
+const GICR_ICPENDR0: usize = GICR_SGI_OFFSET + 0x280;
+const GICD_ISPENDR: usize = 0x200;
+const GICD_ICPENDR: usize = 0x280;
 const GICR_IPRIORITYR: usize = GICR_SGI_OFFSET + 0x400;
 const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
@@ -198,6 +203,41 @@ pub fn enable_ppi(intid: u32) {
         set_priority(GICD_BASE + GICD_IPRIORITYR, intid);
         mmio::write32(GICD_BASE + GICD_ISENABLER, 1 << intid);
     }
+}
+
+/// Disables private interrupt `intid` (< 32) for the calling vCPU (it can
+/// still become pending, but is not signalled).
+pub fn disable_ppi(intid: u32) {
+    debug_assert!(intid < 32);
+    if VERSION.load(Ordering::SeqCst) == 3 {
+        mmio::write32(redistributor() + GICR_ICENABLER0, 1 << intid);
+    } else {
+        mmio::write32(GICD_BASE + GICD_ICENABLER, 1 << intid);
+    }
+}
+
+/// Whether private interrupt `intid` (< 32) of the calling vCPU is pending
+/// (GICD/GICR_ISPENDR0; for a level-sensitive interrupt the GIC reports the
+/// line's level or'ed with the pending latch).
+pub fn ppi_pending(intid: u32) -> bool {
+    debug_assert!(intid < 32);
+    let reg = if VERSION.load(Ordering::SeqCst) == 3 {
+        redistributor() + GICR_ISPENDR0
+    } else {
+        GICD_BASE + GICD_ISPENDR
+    };
+    mmio::read32(reg) & (1 << intid) != 0
+}
+
+/// Clears the pending latch of private interrupt `intid` (< 32).
+pub fn clear_ppi_pending(intid: u32) {
+    debug_assert!(intid < 32);
+    let reg = if VERSION.load(Ordering::SeqCst) == 3 {
+        redistributor() + GICR_ICPENDR0
+    } else {
+        GICD_BASE + GICD_ICPENDR
+    };
+    mmio::write32(reg, 1 << intid);
 }
 
 /// Acknowledges the highest-priority pending interrupt; returns the raw IAR

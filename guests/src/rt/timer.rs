@@ -1,9 +1,18 @@
-//! Generic timer: virtual counter and virtual timer (PPI INTID 27).
+//! Generic timer: the virtual counter and timer (PPI INTID 27), and the EL1
+//! physical counter and timer (PPI INTID 30).
 
 use core::arch::asm;
 
 /// INTID of the EL1 virtual timer (PPI 11).
 pub const VIRTUAL_TIMER_INTID: u32 = 27;
+
+/// INTID of the EL1 physical timer (PPI 14).
+pub const PHYSICAL_TIMER_INTID: u32 = 30;
+
+/// CNTx_CTL_EL0 bits.
+pub const CTL_ENABLE: u64 = 1 << 0;
+pub const CTL_IMASK: u64 = 1 << 1;
+pub const CTL_ISTATUS: u64 = 1 << 2;
 
 /// Counter frequency in Hz (CNTFRQ_EL0).
 pub fn frequency() -> u64 {
@@ -81,4 +90,100 @@ pub fn enable_virtual_timer(enable: bool) {
     unsafe {
         asm!("msr cntv_ctl_el0, {}", "isb", in(reg) ctl, options(nomem, nostack, preserves_flags))
     };
+}
+
+/// One of the two EL1 timers, for code that treats both alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    Virtual,
+    Physical,
+}
+
+impl Timer {
+    pub const BOTH: [Timer; 2] = [Timer::Virtual, Timer::Physical];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Timer::Virtual => "virtual",
+            Timer::Physical => "physical",
+        }
+    }
+
+    pub fn intid(self) -> u32 {
+        match self {
+            Timer::Virtual => VIRTUAL_TIMER_INTID,
+            Timer::Physical => PHYSICAL_TIMER_INTID,
+        }
+    }
+
+    /// The counter this timer compares against (CNTVCT_EL0 or CNTPCT_EL0).
+    pub fn count(self) -> u64 {
+        let c: u64;
+        // SAFETY: reading a counter has no side effects.
+        unsafe {
+            match self {
+                Timer::Virtual => asm!("isb", "mrs {}, cntvct_el0", out(reg) c,
+                    options(nomem, nostack, preserves_flags)),
+                Timer::Physical => asm!("isb", "mrs {}, cntpct_el0", out(reg) c,
+                    options(nomem, nostack, preserves_flags)),
+            }
+        }
+        c
+    }
+
+    /// CNTx_CTL_EL0.
+    pub fn ctl(self) -> u64 {
+        let v: u64;
+        // SAFETY: reading a timer's control register has no side effects.
+        unsafe {
+            match self {
+                Timer::Virtual => asm!("mrs {}, cntv_ctl_el0", out(reg) v,
+                    options(nomem, nostack, preserves_flags)),
+                Timer::Physical => asm!("mrs {}, cntp_ctl_el0", out(reg) v,
+                    options(nomem, nostack, preserves_flags)),
+            }
+        }
+        v
+    }
+
+    /// Writes CNTx_CTL_EL0 (ENABLE, IMASK).
+    pub fn set_ctl(self, value: u64) {
+        // SAFETY: writes only this EL1 timer.
+        unsafe {
+            match self {
+                Timer::Virtual => asm!("msr cntv_ctl_el0, {}", "isb", in(reg) value,
+                    options(nomem, nostack, preserves_flags)),
+                Timer::Physical => asm!("msr cntp_ctl_el0, {}", "isb", in(reg) value,
+                    options(nomem, nostack, preserves_flags)),
+            }
+        }
+    }
+
+    /// CNTx_CVAL_EL0.
+    pub fn compare(self) -> u64 {
+        let v: u64;
+        // SAFETY: reading a compare register has no side effects.
+        unsafe {
+            match self {
+                Timer::Virtual => asm!("mrs {}, cntv_cval_el0", out(reg) v,
+                    options(nomem, nostack, preserves_flags)),
+                Timer::Physical => asm!("mrs {}, cntp_cval_el0", out(reg) v,
+                    options(nomem, nostack, preserves_flags)),
+            }
+        }
+        v
+    }
+
+    /// Writes CNTx_CVAL_EL0: the timer fires once its counter reaches `value`.
+    pub fn set_compare(self, value: u64) {
+        // SAFETY: writes only this EL1 timer.
+        unsafe {
+            match self {
+                Timer::Virtual => asm!("msr cntv_cval_el0, {}", "isb", in(reg) value,
+                    options(nomem, nostack, preserves_flags)),
+                Timer::Physical => asm!("msr cntp_cval_el0, {}", "isb", in(reg) value,
+                    options(nomem, nostack, preserves_flags)),
+            }
+        }
+    }
 }

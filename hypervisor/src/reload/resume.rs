@@ -138,6 +138,7 @@ fn rebuild(
                     // waited in WFI simply resumes (a spurious wake-up,
                     // which WFI allows).
                     waiting: false,
+                    trap_ack: false,
                 },
             );
         }

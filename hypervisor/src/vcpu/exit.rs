@@ -1,5 +1,6 @@
 //! Handling of one guest exit: decode the syndrome and emulate, forward or
 //! contain what the guest did.
+use super::irq::line_still_asserted;
 use super::lifecycle::{kick, kick_all, stop_vm};
 use super::mmio::data_abort;
 use super::stats::{self, Kind};
@@ -29,7 +30,12 @@ pub enum Next {
 const ICC_SGI1R_EL1: u32 = sysreg_id(3, 0, 12, 11, 5);
 
 pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, st: &mut VcpuState) -> Next {
-    let VcpuState { regs, ptimer, .. } = st;
+    let VcpuState {
+        regs,
+        ptimer,
+        trap_ack,
+        ..
+    } = st;
     let esr = Esr(guest::exit_syndrome());
     match esr.decode() {
         Exit::Hvc(_) => {
@@ -68,6 +74,22 @@ pub fn handle_sync(vm: &Vm, vcpu: &Vcpu, st: &mut VcpuState) -> Next {
                 let e = vm.vgic.lock().sgi1r_write(vcpu.index, v);
                 kick(vm, e);
                 regs.pc += 4;
+            } else if *trap_ack && s.op0 == 3 && s.op1 == 0 && s.crn == 12 {
+                // The Group 1 ICC access the run loop asked to trap (most
+                // likely the acknowledge): first withdraw linked SPI copies
+                // whose line dropped since they went in, then let the
+                // access run again, untrapped, on what is left.
+                stats::count(Kind::SysregOther);
+                let cpu = cpu_index();
+                let g = gic();
+                let stale = vm
+                    .vgic
+                    .lock()
+                    .withdraw_dropped_lrs(vcpu.index, &mut |p| line_still_asserted(cpu, p));
+                for slot in stale {
+                    g.write_lr(slot, vmm::vgic::Lr::default());
+                }
+                *trap_ack = false;
             } else if PTimer::handles(s.id()) {
                 // The emulated physical timer; the run loop signals its
                 // line and arms for its deadline before the next entry.

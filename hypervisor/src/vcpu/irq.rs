@@ -13,6 +13,21 @@ use crate::arch::aarch64::gic::{
 use crate::arch::aarch64::timer::{disarm_hyp_timer, vtimer_off};
 use log::warn;
 
+/// Whether the line of physical interrupt `phys`, held active for a
+/// guest's queued copy, is still asserted (true for an edge interrupt).
+/// If it dropped (the timer turned off, the device cleared) the copy is
+/// about to be withdrawn: the physical interrupt is finished here. For a
+/// private interrupt `cpu` must be the calling CPU.
+pub fn line_still_asserted(cpu: usize, phys: u32) -> bool {
+    let g = gic();
+    match g.line_asserted(cpu, phys) {
+        Some(false) if phys < 32 => g.deactivate(phys),
+        Some(false) => g.clear_active_spi(phys),
+        _ => return true,
+    }
+    false
+}
+
 /// Acknowledge and dispatch every pending physical interrupt.
 /// Returns whether the EL2 timer fired (the current time slice is over).
 pub fn handle(cpu: usize, current: Option<(&'static Vm, &'static Vcpu)>) -> bool {
@@ -58,7 +73,7 @@ pub fn handle(cpu: usize, current: Option<(&'static Vm, &'static Vcpu)>) -> bool
                 g.deactivate(raw);
             }
             PPI_MAINTENANCE => {
-                g.set_vif_control(false);
+                g.set_vif_control(false, false);
                 g.deactivate(raw);
             }
             SGI_KICK => g.deactivate(raw),

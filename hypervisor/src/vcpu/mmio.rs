@@ -2,6 +2,7 @@
 //! redistributors, PL011) becomes a register access on its models; any
 //! other abort is injected back into the guest.
 use super::exit::{inject_into, Next};
+use super::irq::line_still_asserted;
 use super::lifecycle::kick;
 use super::machine;
 use super::stats::{self, Kind};
@@ -36,6 +37,9 @@ pub fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> N
     let result = if let Some(off) = window(ipa, layout::GICD_BASE, layout::GICD_SIZE) {
         stats::count(Kind::MmioGicd);
         let v = vcpu.index;
+        if !d.write && is_pending_register(off) {
+            resample(vm, vcpu);
+        }
         mmio_vgic(
             vm,
             d.write,
@@ -44,6 +48,10 @@ pub fn data_abort(vm: &Vm, vcpu: &Vcpu, regs: &mut GuestRegs, d: DataAbort) -> N
         )
     } else if let Some((frame, off)) = gicr_window(vm, ipa) {
         stats::count(Kind::MmioGicr);
+        if !d.write && frame == vcpu.index && is_pending_register(off.wrapping_sub(GICR_SGI_FRAME))
+        {
+            resample(vm, vcpu);
+        }
         mmio_vgic(
             vm,
             d.write,
@@ -109,6 +117,25 @@ fn gicr_window(vm: &Vm, ipa: u64) -> Option<(usize, u64)> {
         (off / layout::GICR_STRIDE) as usize,
         off % layout::GICR_STRIDE,
     ))
+}
+
+/// Offset of the GICv3 redistributor's SGI frame, whose ISPENDR0/ICPENDR0
+/// sit where the distributor has ISPENDR/ICPENDR.
+const GICR_SGI_FRAME: u64 = 0x1_0000;
+
+/// GICD_ISPENDR<n> / GICD_ICPENDR<n> (both read the pending state).
+fn is_pending_register(off: u64) -> bool {
+    (0x200..0x300).contains(&off)
+}
+
+/// Before the guest reads a pending state: the queued copies of level
+/// interrupts whose line dropped are withdrawn, so the state it reads
+/// follows the line (as on a GIC), not what was latched when it fired.
+fn resample(vm: &Vm, vcpu: &Vcpu) {
+    let cpu = crate::arch::aarch64::sysreg::cpu_index();
+    vm.vgic
+        .lock()
+        .withdraw_dropped(vcpu.index, &mut |phys| line_still_asserted(cpu, phys));
 }
 
 /// An emulated vGIC register access: reads return the value, writes kick

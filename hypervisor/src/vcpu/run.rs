@@ -205,20 +205,27 @@ impl Cpu {
                 .lock()
                 .fill_lrs_resampled(v.index, &mut writes, &mut |phys| {
                     // A level interrupt queued while masked whose line dropped
-                    // since (the timer turned off, the device cleared) is not
-                    // delivered: finish the physical one, which was held
-                    // active for the guest.
-                    match g.line_asserted(cpu, phys) {
-                        Some(false) if phys < 32 => g.deactivate(phys),
-                        Some(false) => g.clear_active_spi(phys),
-                        _ => return true,
-                    }
-                    false
+                    // since is not delivered.
+                    irq::line_still_asserted(cpu, phys)
                 });
             for &(slot, lr) in &writes {
                 g.write_lr(slot, lr);
             }
-            g.set_vif_control(overflow);
+            // A copy of a level SPI placed while the guest has interrupts
+            // masked (typically: in the handler that ended the previous
+            // one, before it clears the device) may be stale by the time
+            // the guest can take it: trap the acknowledge to re-sample it
+            // (exit.rs). GICv2's CPU interface has no such trap.
+            if g.can_trap_ack()
+                && st.regs.irqs_masked()
+                && writes.iter().any(|&(_, lr)| {
+                    lr.hw
+                        .is_some_and(|p| p >= 32 && g.line_asserted(cpu, p).is_some())
+                })
+            {
+                st.trap_ack = true;
+            }
+            g.set_vif_control(overflow, st.trap_ack);
             let kind = run_guest(&mut st.regs);
             // Read back what the guest did with them; free finished slots.
             {

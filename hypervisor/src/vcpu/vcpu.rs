@@ -39,6 +39,10 @@ pub struct VcpuState {
     pub ptimer: vmm::ptimer::PTimer,
     /// Waiting in WFI (yielded its physical CPU).
     pub waiting: bool,
+    /// GICv3: the guest's next Group 1 ICC access traps, so that a linked
+    /// SPI copy placed while it had interrupts masked is re-sampled before
+    /// it is acknowledged (`vmm::vgic::Vgic::withdraw_dropped_lrs`).
+    pub trap_ack: bool,
 }
 
 pub struct Vcpu {
@@ -71,6 +75,7 @@ impl Vcpu {
                 debug: DebugRegs::default(),
                 ptimer: vmm::ptimer::PTimer::default(),
                 waiting: false,
+                trap_ack: false,
             }),
         }
     }

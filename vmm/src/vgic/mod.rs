@@ -338,6 +338,76 @@ impl Vgic {
         self.fill_lrs_resampled(vcpu, out, &mut |_| true)
     }
 
+    /// Re-samples every copy linked to a physical interrupt that is queued
+    /// for `vcpu` (its own private interrupts, and the SPIs) but not in a
+    /// list register, enabled or not: a copy whose line has dropped is
+    /// withdrawn, as in [`Vgic::fill_lrs_resampled`]. Called before the
+    /// guest reads a pending register, so that what it reads follows the
+    /// line too. Returns how many copies were withdrawn.
+    pub fn withdraw_dropped(
+        &mut self,
+        vcpu: usize,
+        still_asserted: &mut dyn FnMut(u32) -> bool,
+    ) -> usize {
+        let Some(cpu) = self.cpus.get_mut(vcpu) else {
+            return 0;
+        };
+        let mut withdrawn = 0;
+        for irq in cpu.private.iter_mut().chain(self.spis.iter_mut()) {
+            match irq.hw {
+                Some(phys) if irq.pending_now() && !irq.in_lr && !still_asserted(phys) => {
+                    irq.pending = false;
+                    irq.hw = None;
+                    withdrawn += 1;
+                }
+                _ => {}
+            }
+        }
+        withdrawn
+    }
+
+    /// Re-samples the copies in `vcpu`'s list registers that are linked to
+    /// a level-sensitive physical SPI and still pending (not acknowledged):
+    /// one whose line has dropped is withdrawn. For the moment the guest
+    /// is about to acknowledge (GICv3: its ICC access trapped) after a copy
+    /// went in while it had interrupts masked, e.g. in the handler that ends
+    /// the interrupt at the GIC and only then clears the device: the copy
+    /// the GIC queued in between must not be delivered once the device is
+    /// clear. `still_asserted` as for [`Vgic::fill_lrs_resampled`] (the
+    /// model is synced with the list registers, [`Vgic::sync_lrs`]).
+    /// Returns the list register slots the caller must clear.
+    pub fn withdraw_dropped_lrs(
+        &mut self,
+        vcpu: usize,
+        still_asserted: &mut dyn FnMut(u32) -> bool,
+    ) -> Vec<usize> {
+        let mut slots = Vec::new();
+        for slot in 0..self.nr_lrs {
+            let (Some(intid), Some(lr)) = (self.cpus[vcpu].lrs[slot], self.cpus[vcpu].seen[slot])
+            else {
+                continue;
+            };
+            if intid < NR_PRIVATE as u32 || lr.state != LrState::Pending {
+                continue;
+            }
+            let Some(irq) = self.irq_mut(vcpu, intid) else {
+                continue;
+            };
+            match irq.hw {
+                Some(phys) if !still_asserted(phys) => {
+                    irq.in_lr = false;
+                    irq.pending = false;
+                    irq.hw = None;
+                }
+                _ => continue,
+            }
+            self.cpus[vcpu].lrs[slot] = None;
+            self.cpus[vcpu].seen[slot] = None;
+            slots.push(slot);
+        }
+        slots
+    }
+
     /// [`Vgic::fill_lrs`], re-sampling each copy linked to a physical
     /// interrupt before it is placed: `still_asserted(phys)` says whether
     /// the physical interrupt's line is still asserted (true for an edge

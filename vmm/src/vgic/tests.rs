@@ -243,6 +243,82 @@ fn hostile_accesses_never_panic() {
 mod hw_link_tests {
     use super::*;
 
+    /// Issue 10 item 2, a passed-through level SPI on GICv3: the guest's
+    /// handler ends INTID 40 at the GIC while the device still holds the
+    /// line, the GIC queues it again (into a list register), then the
+    /// handler clears the device: when the guest is about to acknowledge,
+    /// the pending copy is withdrawn. An acknowledged (active) copy, or one
+    /// whose line is still up, stays.
+    #[test]
+    fn a_pending_spi_copy_whose_line_dropped_leaves_its_list_register() {
+        let mut g = enabled_v3(1);
+        g.dist_write(0, 0x084, 4, 1 << 8); // IGROUPR1: INTID 40 group 1
+        g.dist_write(0, 0x104, 4, 1 << 8); // ISENABLER1: INTID 40
+        g.inject(0, 40, Some(40));
+        let mut out = Vec::new();
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1);
+        let slot = out[0].0;
+        // Line still up: stays.
+        assert!(g.withdraw_dropped_lrs(0, &mut |_| true).is_empty());
+        // Acknowledged by the guest: its own now, whatever the line.
+        let snapshot = g.clone();
+        g.sync_lrs(0, &mut lr_reader(&snapshot, 0, LrState::Active));
+        assert!(g.withdraw_dropped_lrs(0, &mut |_| false).is_empty());
+        // Pending and the line dropped: withdrawn, nothing left to deliver.
+        let snapshot = g.clone();
+        g.sync_lrs(0, &mut lr_reader(&snapshot, 0, LrState::Pending));
+        let mut asked = Vec::new();
+        let slots = g.withdraw_dropped_lrs(0, &mut |p| {
+            asked.push(p);
+            false
+        });
+        assert_eq!((slots, asked), (vec![slot], vec![40]));
+        assert!(!g.has_pending(0));
+        assert_eq!(g.dist_read(0, 0x204, 4) & (1 << 8), 0, "reads not pending");
+        // Its next assertion is delivered as usual.
+        g.inject(0, 40, Some(40));
+        out.clear();
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.hw, Some(40));
+    }
+
+    /// Issue 10 item 2, as the conformance guest's `timer_level_resampled`
+    /// sees it: the timer PPI fired while masked reads pending; once the
+    /// line dropped, a re-sample before the read withdraws the copy, so
+    /// the PPI reads not pending (and nothing is delivered on unmask).
+    #[test]
+    fn a_withdrawn_copy_reads_not_pending() {
+        let mut g = Vgic::new(Version::V3, 2, 4);
+        g.dist_write(0, 0, 4, 2);
+        g.redist_write(0, 0x10080, 4, 1 << 27);
+        g.inject(0, 27, Some(27));
+        assert_eq!(g.redist_read(0, 0x10200, 4) & (1 << 27), 1 << 27);
+        // Line still up: nothing withdrawn, still pending.
+        assert_eq!(g.withdraw_dropped(0, &mut |_| true), 0);
+        assert_eq!(g.redist_read(0, 0x10200, 4) & (1 << 27), 1 << 27);
+        // Another vCPU's re-sample leaves this one's private copy alone.
+        let mut asked = Vec::new();
+        g.withdraw_dropped(1, &mut |p| {
+            asked.push(p);
+            false
+        });
+        assert!(asked.is_empty(), "asked about {asked:?}");
+        // Line dropped: withdrawn, reads 0, nothing to deliver.
+        assert_eq!(g.withdraw_dropped(0, &mut |_| false), 1);
+        assert_eq!(g.redist_read(0, 0x10200, 4) & (1 << 27), 0);
+        g.redist_write(0, 0x10100, 4, 1 << 27);
+        let mut out = Vec::new();
+        g.fill_lrs(0, &mut out);
+        assert!(out.is_empty(), "stale copy delivered: {out:?}");
+        // A copy in a list register is the guest's: never withdrawn here.
+        g.inject(0, 27, Some(27));
+        g.fill_lrs(0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(g.withdraw_dropped(0, &mut |_| false), 0);
+    }
+
     /// Issue 10 item 2: the guest masks its timer PPI, the timer fires
     /// (queued, linked to the physical PPI), then the guest turns the timer
     /// off (the line drops) and unmasks: the copy is withdrawn, not

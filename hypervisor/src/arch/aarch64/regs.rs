@@ -10,6 +10,14 @@ pub struct GuestRegs {
     pub pstate: u64,
 }
 
+impl GuestRegs {
+    /// Whether the guest runs with IRQs masked (PSTATE.I), e.g. inside
+    /// its interrupt handler.
+    pub fn irqs_masked(&self) -> bool {
+        self.pstate & (1 << 7) != 0
+    }
+}
+
 /// Frame of a fault taken at EL2 itself (see `fault_entry` in vectors.S).
 #[repr(C)]
 pub struct FaultFrame {

@@ -180,12 +180,19 @@ impl Gic {
     }
 
     /// Enable the virtual CPU interface; `underflow` asks for a maintenance
-    /// interrupt when the list registers run (nearly) empty.
-    pub fn set_vif_control(&self, underflow: bool) {
+    /// interrupt when the list registers run (nearly) empty; `trap_ack`
+    /// (GICv3 only) traps the guest's next Group 1 ICC access, e.g. the
+    /// acknowledge of what the list registers hold.
+    pub fn set_vif_control(&self, underflow: bool, trap_ack: bool) {
         match self {
             Gic::V2(g) => g.set_hcr(underflow),
-            Gic::V3(_) => v3::set_hcr(underflow),
+            Gic::V3(_) => v3::set_hcr(underflow, trap_ack),
         }
+    }
+
+    /// Whether [`Gic::set_vif_control`] can trap the guest's acknowledge.
+    pub fn can_trap_ack(&self) -> bool {
+        matches!(self, Gic::V3(_))
     }
 
     pub fn save_vif(&self, s: &mut VifState) {

@@ -180,8 +180,11 @@ pub fn deactivate(intid: u32) {
     isb();
 }
 
-pub fn set_hcr(underflow: bool) {
-    write_sysreg!("s3_4_c12_c11_0", 1 | ((underflow as u64) << 1)); // ICH_HCR_EL2
+/// ICH_HCR_EL2: En, UIE (a maintenance interrupt when the list registers
+/// run low) and TALL1 (trap the guest's Group 1 ICC accesses).
+pub fn set_hcr(underflow: bool, trap_group1: bool) {
+    let v = 1 | (underflow as u64) << 1 | (trap_group1 as u64) << 12;
+    write_sysreg!("s3_4_c12_c11_0", v);
 }
 
 pub fn vmcr() -> u64 {
