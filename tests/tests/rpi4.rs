@@ -192,6 +192,49 @@ fn warm_reloads_park_secondaries_in_the_pen() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// N -> N+1 -> N on the Pi: the "next" build packaged for rpi4 in slot 1;
+/// each upgrade parks the secondaries in the pen and the guests go on.
+#[test]
+fn upgrade_and_roll_back() -> anyhow::Result<()> {
+    require_dtb()?;
+    let next = xtask::images::next_image_for(Machine::Raspi4b);
+    anyhow::ensure!(
+        next.is_file(),
+        "{} missing: run `cargo xtask build`",
+        next.display()
+    );
+    let mut run = start_heartbeat_and_pattern(2, |s| {
+        s.machine = Machine::Raspi4b;
+        s.smp = raspi4b::CPUS;
+        s.mem_mib = raspi4b::MEM_MIB;
+        s.next_image = Some(next);
+    })?;
+    let (n, n1) = (version(), xtask::images::next_version());
+    run.send(b"images\r")?;
+    run.expect(
+        &hv::image_slot(1, &n1, "rpi4", hv::SlotRole::Other),
+        DEADLINE,
+    )?;
+    for (generation, to, from) in [(1, &n1, &n), (2, &n, &n1)] {
+        let last = last_value(&run, |l| heartbeat_n("domU0", l));
+        run.send(b"upgrade\r")?;
+        run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
+        run.expect(&hv::banner_of(to, "rpi4", 4), DEADLINE)?;
+        run.expect(&hv::secondaries_released(3), DEADLINE)?;
+        run.expect(&hv::reload_report(generation, 2), DEADLINE)?;
+        wait_beyond(
+            &mut run,
+            DEADLINE,
+            "heartbeat after the upgrade",
+            |l| heartbeat_n("domU0", l),
+            last,
+        )?;
+    }
+    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
+    reload::check_clean(&run, reload::Since::FirstReload)?;
+    Ok(())
+}
+
 /// The tree QEMU `raspi4b` passes (Debian's, with `/memory` filled in and
 /// unmodelled devices disabled) parses into the board's host description:
 /// the Pi's GIC-400 frames, UART0, the spin table, RAM below the

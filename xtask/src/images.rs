@@ -43,6 +43,16 @@ pub fn next_image() -> PathBuf {
     images_dir().join("hypervisor-next.slot")
 }
 
+/// The "next" image packaged for `machine`'s board (the slot header names
+/// the board; the image bytes are the same for every board):
+/// [`next_image`] for `virt`, `hypervisor-next-<board>.slot` otherwise.
+pub fn next_image_for(machine: crate::machine::Machine) -> PathBuf {
+    match machine {
+        crate::machine::Machine::Virt => next_image(),
+        m => images_dir().join(format!("hypervisor-next-{}.slot", m.board().name)),
+    }
+}
+
 /// The "next" image, or an error telling how to build it.
 pub fn require_next_image() -> Result<PathBuf> {
     require_file(&next_image())
@@ -197,13 +207,16 @@ fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
         &bin,
     )?;
     let image = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
-    let out = next_image();
-    std::fs::write(
-        &out,
-        vmm::image_slot::package(&next_version(), crate::machine::virt::BOARD.name, &image),
-    )
-    .with_context(|| format!("writing {}", out.display()))?;
-    Ok(out)
+    // One slot file per board: the same image, the header naming the board.
+    for machine in crate::machine::Machine::ALL {
+        let out = next_image_for(machine);
+        std::fs::write(
+            &out,
+            vmm::image_slot::package(&next_version(), machine.board().name, &image),
+        )
+        .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(next_image())
 }
 
 fn run_cargo(root: &Path, args: &[&str]) -> Result<()> {

@@ -109,8 +109,9 @@ struct ScenarioArgs {
     /// Raw image to boot instead of target/images/hypervisor.bin.
     #[arg(long)]
     hv: Option<PathBuf>,
-    /// Place the "next" build (target/images/hypervisor-next.slot) in image
-    /// slot 1, so that the shell's `upgrade` can reload into it.
+    /// Place the "next" build (target/images/hypervisor-next.slot, on rpi4
+    /// hypervisor-next-rpi4.slot) in image slot 1, so that the shell's
+    /// `upgrade` can reload into it.
     #[arg(long)]
     next_image: bool,
     /// Warm-reload the hypervisor every this many milliseconds (at least

@@ -32,7 +32,7 @@ impl ScenarioArgs {
             s.hypervisor = hv.clone();
         }
         if self.next_image {
-            s.next_image = Some(images::next_image());
+            s.next_image = Some(images::next_image_for(s.machine));
         }
         s.reload_every_ms = self.reload_every;
         for (i, guest) in self.guests.iter().enumerate() {

@@ -25,11 +25,11 @@ pub enum Machine {
 }
 
 impl Machine {
+    pub const ALL: [Machine; 2] = [Machine::Virt, Machine::Raspi4b];
+
     /// The machine whose board is called `name` (`qemu-virt`, `rpi4`).
     pub fn by_board(name: &str) -> Option<Machine> {
-        [Machine::Virt, Machine::Raspi4b]
-            .into_iter()
-            .find(|m| m.board().name == name)
+        Machine::ALL.into_iter().find(|m| m.board().name == name)
     }
 
     pub fn board(self) -> &'static Board {
