@@ -4,16 +4,29 @@
 //! messages come out of it (any order, any content) without panicking or
 //! writing outside its staging slot. Half the input runs through a
 //! receiver that already has an upload in progress, so the Data paths are
-//! reached without a valid Begin from the fuzzer.
+//! reached without a valid Begin from the fuzzer; a last pass runs the
+//! whole device endpoint (console lines, commands, uploads) over it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use vmm::maint::command::Command;
 use vmm::maint::decoder::{Decoder, Event};
+use vmm::maint::device::{Control, Endpoint};
 use vmm::maint::frame;
 use vmm::maint::proto::{Begin, Message};
 use vmm::maint::receiver::{MemSlot, Receiver, StagingSlot};
 
 const CAPACITY: usize = 64 * 1024;
+
+struct Echo;
+impl Control for Echo {
+    fn run(&mut self, cmd: Command) -> Result<String, String> {
+        match cmd {
+            Command::Log => Err(format!("{cmd:?}")),
+            _ => Ok(format!("{cmd:?}")),
+        }
+    }
+}
 
 fn feed(data: &[u8], rx: &mut Receiver, slot: &mut MemSlot) {
     let mut d = Decoder::new();
@@ -53,4 +66,14 @@ fuzz_target!(|data: &[u8]| {
     let begin = Message::Begin(Begin { total_len: 40 * 1024, chunk_size: 1024, flags: 0, sha256: [0; 32] });
     let _ = rx.handle(&begin, &mut slot);
     feed(data, &mut rx, &mut slot);
+
+    // The whole device end: text lines and frames mixed, answers out.
+    let mut slot = MemSlot::new(CAPACITY);
+    let mut dev = Endpoint::new(Receiver::new());
+    let mut out = Vec::new();
+    for (t, &b) in data.iter().enumerate() {
+        let _ = dev.push(b, t as u64, &mut slot, &mut Echo, &mut out);
+        let _ = dev.tick(t as u64);
+    }
+    assert!(slot.high_water <= CAPACITY);
 });

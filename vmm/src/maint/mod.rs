@@ -11,12 +11,14 @@
 //! - [`sender`]: the host's side of an upload (window, retransmissions);
 //! - [`compress`]: image chunks as LZ4 blocks on the wire;
 //! - [`signed`]: the signature block of an image slot (ed25519, SHA-256);
-//! - [`command`]: the line console's command parser.
+//! - [`command`]: the line console's command parser;
+//! - [`device`]: the device's end in one place (bytes in, bytes out).
 #![forbid(unsafe_code)]
 
 pub mod command;
 pub mod compress;
 pub mod decoder;
+pub mod device;
 pub mod frame;
 pub mod proto;
 pub mod receiver;
