@@ -9,6 +9,7 @@
 //! instruction, ~0.4 instructions per byte. Same polynomial, same result
 //! (host tests compare with crc32fast; the hypervisor checks slots that the
 //! host packaged with crc32fast).
+#![allow(unsafe_code)] // the CRC32 intrinsics and align_to, each justified below
 
 /// CRC-32 (IEEE 802.3, as zlib and crc32fast) of `bytes`.
 pub fn hash(bytes: &[u8]) -> u32 {

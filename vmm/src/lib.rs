@@ -2,8 +2,10 @@
 //!
 //! Everything here is `no_std` + `alloc` and builds for the host, so it is
 //! unit tested there; the `hypervisor` crate supplies the hardware glue
-//! (system registers, MMIO, exception entry).
+//! (system registers, MMIO, exception entry). No unsafe code, but for the
+//! CRC32 instructions in `crc32` (allowed there alone).
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
