@@ -130,7 +130,11 @@ mod tests {
         let isar1 = guest_view(ID_AA64ISAR1_EL1, ISAR1);
         assert_eq!(isar1 & 0xff00_0ff0, 0, "APA, API, GPA, GPI");
         assert_eq!(isar1 & !0xff00_0ff0, ISAR1 & !0xff00_0ff0);
-        assert_eq!(guest_view(ID_AA64ISAR2_EL1, 0x5100) & 0xff00, 0, "APA3, GPA3");
+        assert_eq!(
+            guest_view(ID_AA64ISAR2_EL1, 0x5100) & 0xff00,
+            0,
+            "APA3, GPA3"
+        );
     }
 
     #[test]
