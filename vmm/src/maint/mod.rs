@@ -12,9 +12,11 @@
 //! - [`compress`]: image chunks as LZ4 blocks on the wire;
 //! - [`signed`]: the signature block of an image slot (ed25519, SHA-256);
 //! - [`command`]: the line console's command parser;
+//! - [`auth`]: who may change state (challenge-response, ed25519);
 //! - [`device`]: the device's end in one place (bytes in, bytes out).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod command;
 pub mod compress;
 pub mod decoder;
