@@ -29,6 +29,11 @@ struct Cli {
     /// Seconds to wait for an answer to a command.
     #[arg(long, default_value_t = 3.0, global = true)]
     timeout: f64,
+    /// An operator key (a secret key file from `keygen`): open an
+    /// authenticated session before a command that changes state (a
+    /// production image refuses those without one).
+    #[arg(long, global = true, value_name = "FILE")]
+    operator_key: Option<PathBuf>,
     /// Also print the console text the device sent between frames.
     #[arg(long, short, global = true)]
     verbose: bool,
@@ -152,8 +157,23 @@ fn session(cli: &Cli) -> Result<Session> {
     ))
 }
 
-fn remote(cli: &Cli, line: &str) -> Result<()> {
+/// A session, authenticated first if an operator key was given and the
+/// command changes state.
+fn session_for(cli: &Cli, changes_state: bool) -> Result<Session> {
     let mut s = session(cli)?;
+    if let (true, Some(path)) = (changes_state, &cli.operator_key) {
+        let k = keys::read_secret(path)?;
+        s.authenticate(&k.seed)?;
+    }
+    Ok(s)
+}
+
+fn remote(cli: &Cli, line: &str) -> Result<()> {
+    let changes_state = match vmm::maint::command::parse(line.as_bytes()) {
+        Ok(Some(c)) => vmm::maint::auth::needs_auth(&c),
+        _ => false,
+    };
+    let mut s = session_for(cli, changes_state)?;
     let r = s.command(line);
     if cli.verbose && !s.console.is_empty() {
         eprint!("{}", String::from_utf8_lossy(&s.console));
@@ -306,7 +326,7 @@ fn upload(
             )
         })
         .local()?;
-    let mut s = session(cli)?;
+    let mut s = session_for(cli, true)?;
     let cfg = SenderConfig {
         chunk_size: chunk.clamp(64, 4096),
         window: window.clamp(1, 64),

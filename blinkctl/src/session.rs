@@ -155,6 +155,48 @@ impl Session {
         }
     }
 
+    /// Opens an authenticated session with the operator key `seed`
+    /// (a device that accepts anyone says so at once).
+    pub fn authenticate(&mut self, seed: &[u8; 32]) -> Result<()> {
+        let mut out = Vec::new();
+        Message::AuthRequest.encode(&mut out);
+        self.send(&out)?;
+        let mut challenge = None;
+        let mut result = None;
+        let deadline = Instant::now() + self.answer_timeout;
+        while challenge.is_none() && result.is_none() && Instant::now() < deadline {
+            self.pump(|m| match *m {
+                Message::Challenge { nonce, board } => {
+                    challenge = Some((nonce, String::from_utf8_lossy(board).into_owned()))
+                }
+                Message::AuthResult(r) => result = Some(r),
+                _ => {}
+            })?;
+        }
+        if let Some((nonce, board)) = challenge {
+            let r = vmm::maint::auth::respond(seed, &nonce, &board);
+            out.clear();
+            Message::AuthResponse(r).encode(&mut out);
+            self.send(&out)?;
+            let deadline = Instant::now() + self.answer_timeout;
+            while result.is_none() && Instant::now() < deadline {
+                self.pump(|m| {
+                    if let Message::AuthResult(r) = *m {
+                        result = Some(r);
+                    }
+                })?;
+            }
+        }
+        match result {
+            None => Err(self.no_answer("the session request")),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(Failure::new(
+                Code::Refused,
+                anyhow!("the device refused the operator key: {e}"),
+            )),
+        }
+    }
+
     /// Retransmission timeout for this link: a few frame times on a
     /// paced serial line, a second on a socket.
     pub fn default_rto_ms(&self, chunk_size: u16) -> u64 {

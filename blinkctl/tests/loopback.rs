@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 use vmm::maint::command::Command;
-use vmm::maint::device::{Control, Endpoint, Notice};
+use vmm::maint::device::{Access, Control, Endpoint, Notice};
 use vmm::maint::receiver::{MemSlot, Receiver};
 use vmm::maint::sender::SenderConfig;
 use vmm::maint::signed::{self, Meta, Policy, TrustedKey, Version};
@@ -36,6 +36,10 @@ impl Control for FakeControl {
             c => Ok(format!("{c:?}: ok")),
         }
     }
+    fn entropy(&mut self) -> [u8; 32] {
+        // A test device; a real one uses its hardware RNG.
+        [0x5a; 32]
+    }
 }
 
 /// Serves one connection until the host hangs up, through the device's
@@ -43,12 +47,13 @@ impl Control for FakeControl {
 /// `1 / noise` during the upload (about 2% of the frames at 20k), so frames arrive
 /// damaged and must be resent. Returns the staging slot and the number
 /// of bytes damaged.
-fn fake_device(listener: TcpListener, mut noise: u64) -> (MemSlot, u64) {
+fn fake_device(listener: TcpListener, mut noise: u64, access: Option<Access>) -> (MemSlot, u64) {
     let (mut s, _) = listener.accept().unwrap();
     s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
     let mut slot = MemSlot::new(4 << 20);
     let mut dev = Endpoint::new(Receiver::new());
     dev.echo = false;
+    dev.access = access;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut damaged = 0;
     s.write_all(b"[hv] blink fake device ready\r\n").unwrap();
@@ -117,7 +122,7 @@ fn connect() -> (Session, TcpListener) {
 #[test]
 fn upload_over_a_lossy_loopback_arrives_intact() {
     let (mut s, listener) = connect();
-    let dev = thread::spawn(move || fake_device(listener, 20_000));
+    let dev = thread::spawn(move || fake_device(listener, 20_000, None));
     let slot = signed_image(400 << 10);
     let cfg = SenderConfig {
         rto: 200,
@@ -229,4 +234,43 @@ fn keygen_sign_verify_round_trip() {
             patch: 3
         }
     );
+}
+
+#[test]
+fn a_production_device_wants_an_operator_key() {
+    let op = [77u8; 32];
+    let access = Access {
+        operators: vec![TrustedKey {
+            public: signed::public_key(&op),
+            development: false,
+        }],
+        board: "qemu-virt".into(),
+    };
+    let (mut s, listener) = connect();
+    let dev = thread::spawn(move || fake_device(listener, 0, Some(access)));
+    // Reading needs nothing; changing state and uploading need a session.
+    assert!(!s.command("status").unwrap().refused);
+    let r = s.command("rejuvenate").unwrap();
+    assert!(
+        r.refused && r.text.contains("authenticated session"),
+        "{}",
+        r.text
+    );
+    let cfg = SenderConfig {
+        rto: 200,
+        ..SenderConfig::default()
+    };
+    let e = s.upload(&signed_image(10_000), cfg, |_| {}).unwrap_err();
+    assert_eq!(e.code, Code::Refused);
+    assert!(e.to_string().contains("not allowed"), "{e}");
+    // Another key is refused; the operator's opens the session.
+    let e = s.authenticate(&[1; 32]).unwrap_err();
+    assert_eq!(e.code, Code::Refused);
+    s.authenticate(&op).unwrap();
+    assert!(!s.command("rejuvenate").unwrap().refused);
+    let slot = signed_image(10_000);
+    s.upload(&slot, cfg, |_| {}).unwrap();
+    drop(s);
+    let (staged, _) = dev.join().unwrap();
+    assert_eq!(&staged.bytes[..slot.len()], &slot[..]);
 }

@@ -11,7 +11,8 @@
 use libfuzzer_sys::fuzz_target;
 use vmm::maint::command::Command;
 use vmm::maint::decoder::{Decoder, Event};
-use vmm::maint::device::{Control, Endpoint};
+use vmm::maint::device::{Access, Control, Endpoint};
+use vmm::maint::signed::TrustedKey;
 use vmm::maint::frame;
 use vmm::maint::proto::{Begin, Message};
 use vmm::maint::receiver::{MemSlot, Receiver, StagingSlot};
@@ -25,6 +26,9 @@ impl Control for Echo {
             Command::Log => Err(format!("{cmd:?}")),
             _ => Ok(format!("{cmd:?}")),
         }
+    }
+    fn entropy(&mut self) -> [u8; 32] {
+        [7; 32]
     }
 }
 
@@ -70,6 +74,15 @@ fuzz_target!(|data: &[u8]| {
     // The whole device end: text lines and frames mixed, answers out.
     let mut slot = MemSlot::new(CAPACITY);
     let mut dev = Endpoint::new(Receiver::new());
+    // A production endpoint on odd-length inputs, so the gate and the
+    // challenge paths are fuzzed too.
+    if data.len() % 2 == 1 {
+        let public = vmm::maint::signed::public_key(&[1; 32]);
+        dev.access = Some(Access {
+            operators: vec![TrustedKey { public, development: false }],
+            board: "qemu-virt".into(),
+        });
+    }
     let mut out = Vec::new();
     for (t, &b) in data.iter().enumerate() {
         let _ = dev.push(b, t as u64, &mut slot, &mut Echo, &mut out);

@@ -36,6 +36,29 @@ pub enum Command {
     Debug(DebugCommand),
 }
 
+impl Command {
+    /// The command's word, as typed.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Help => "help",
+            Command::Status { .. } => "status",
+            Command::Exits => "exits",
+            Command::Images => "images",
+            Command::Upload => "upload",
+            Command::Upgrade { .. } => "upgrade",
+            Command::Confirm => "confirm",
+            Command::Rollback => "rollback",
+            Command::Rejuvenate => "rejuvenate",
+            Command::Reboot => "reboot",
+            Command::Log => "log",
+            Command::Debug(DebugCommand::Leak { .. }) => "debug-leak",
+            Command::Debug(DebugCommand::Fault) => "debug-fault",
+            Command::Debug(DebugCommand::Vm) => "debug-vm",
+            Command::Debug(DebugCommand::RejuvenateCorrupt) => "debug-rejuvenate-corrupt",
+        }
+    }
+}
+
 /// Commands that exist only in debug builds (the caller decides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DebugCommand {
@@ -235,6 +258,26 @@ mod tests {
             Ok(Some(Command::Debug(DebugCommand::Leak { kib: 4096 })))
         );
         assert_eq!(p("debug-vm"), Ok(Some(Command::Debug(DebugCommand::Vm))));
+        // Each verb parses back to its command.
+        for line in [
+            "help",
+            "status",
+            "exits",
+            "images",
+            "upload",
+            "upgrade",
+            "confirm",
+            "rollback",
+            "rejuvenate",
+            "reboot",
+            "log",
+            "debug-fault",
+            "debug-vm",
+            "debug-rejuvenate-corrupt",
+        ] {
+            assert_eq!(p(line).unwrap().unwrap().verb(), line);
+        }
+        assert_eq!(p("debug-leak 1").unwrap().unwrap().verb(), "debug-leak");
     }
 
     #[test]

@@ -12,11 +12,14 @@
 //! [`Command`], so the shell and the tool share one path and one refusal
 //! path. Time is in the caller's ticks (only used to drop a half frame
 //! after the line was quiet for `idle_ticks`).
+use super::auth::Authenticator;
 use super::command::{self, Command, ParseError, MAX_LINE};
 use super::decoder::{Decoder, Event};
 use super::frame::{FrameError, MAX_PAYLOAD};
 use super::proto::Message;
+use super::proto::UploadError;
 use super::receiver::{Receiver, ResumeState, StagingSlot};
+use super::signed::TrustedKey;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -24,6 +27,17 @@ use alloc::vec::Vec;
 pub trait Control {
     /// Runs `cmd`: the answer's text, or why it was refused.
     fn run(&mut self, cmd: Command) -> Result<String, String>;
+    /// 32 unpredictable bytes for an authentication challenge.
+    fn entropy(&mut self) -> [u8; 32];
+}
+
+/// Who may change the device's state: the operator keys built into the
+/// image, and this board's name (signed into each session). An endpoint
+/// without one accepts anyone (a development image, which says so).
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub operators: Vec<TrustedKey>,
+    pub board: String,
 }
 
 /// What the caller may want to act on.
@@ -90,6 +104,10 @@ pub struct Endpoint {
     /// A half frame is dropped after this many ticks without input.
     pub idle_ticks: u64,
     last_input: u64,
+    /// `None`: anyone may change state.
+    pub access: Option<Access>,
+    /// Challenge and session lifetimes are in the caller's ticks.
+    pub auth: Authenticator,
 }
 
 impl Endpoint {
@@ -101,6 +119,21 @@ impl Endpoint {
             echo: true,
             idle_ticks: 500,
             last_input: 0,
+            access: None,
+            auth: Authenticator::new(30_000, 600_000),
+        }
+    }
+
+    /// Runs `cmd` if this session may, else says why not.
+    fn run<C: Control>(&self, cmd: Command, now: u64, control: &mut C) -> Result<String, String> {
+        if self.auth.allows(&cmd, self.access.is_none(), now) {
+            control.run(cmd)
+        } else {
+            Err(alloc::format!(
+                "'{}' changes the device's state and needs an authenticated session \
+                 (blinkctl --operator-key)",
+                cmd.verb()
+            ))
         }
     }
 
@@ -142,7 +175,7 @@ impl Endpoint {
                 let line = self.line.push(t)?;
                 let answer = match line.and_then(|l| command::parse(&l)) {
                     Ok(None) => return None,
-                    Ok(Some(cmd)) => control.run(cmd),
+                    Ok(Some(cmd)) => self.run(cmd, now, control),
                     Err(e) => Err(alloc::format!("{e}")),
                 };
                 match answer {
@@ -161,14 +194,42 @@ impl Endpoint {
                 let Ok(m) = Message::from_frame(&f) else {
                     return None;
                 };
-                if let Message::Command { seq, line } = m {
-                    let answer = match command::parse(line) {
-                        Ok(Some(cmd)) => control.run(cmd),
-                        Ok(None) => Ok(String::new()),
-                        Err(e) => Err(alloc::format!("{e}")),
-                    };
-                    reply(seq, answer, out);
-                    return None;
+                match m {
+                    Message::Command { seq, line } => {
+                        let answer = match command::parse(line) {
+                            Ok(Some(cmd)) => self.run(cmd, now, control),
+                            Ok(None) => Ok(String::new()),
+                            Err(e) => Err(alloc::format!("{e}")),
+                        };
+                        reply(seq, answer, out);
+                        return None;
+                    }
+                    Message::AuthRequest => {
+                        match &self.access {
+                            None => Message::AuthResult(Ok(())).encode(out),
+                            Some(a) => Message::Challenge {
+                                nonce: self.auth.challenge(control.entropy(), now),
+                                board: a.board.as_bytes(),
+                            }
+                            .encode(out),
+                        }
+                        return None;
+                    }
+                    Message::AuthResponse(r) => {
+                        let result = match &self.access {
+                            None => Ok(()),
+                            Some(a) => self.auth.verify(&r, &a.operators, &a.board, now),
+                        };
+                        Message::AuthResult(result).encode(out);
+                        return None;
+                    }
+                    Message::Begin(_) | Message::Data { .. } | Message::Finish | Message::Abort
+                        if self.access.is_some() && self.auth.operator(now).is_none() =>
+                    {
+                        Message::Refused(UploadError::NotAllowed).encode(out);
+                        return None;
+                    }
+                    _ => {}
                 }
                 let was_complete = self.receiver.completed().is_some();
                 if let Some(r) = self.receiver.handle(&m, slot) {
@@ -227,6 +288,9 @@ mod tests {
                 Command::Log => Ok("x".repeat(MAX_PAYLOAD + 10)),
                 _ => Ok(alloc::format!("{cmd:?}")),
             }
+        }
+        fn entropy(&mut self) -> [u8; 32] {
+            [self.0.len() as u8; 32]
         }
     }
 
@@ -341,5 +405,117 @@ mod tests {
         }
         assert_eq!(e.tick(1100), None);
         assert_eq!(e.tick(1500), Some(Notice::BadFrame(FrameError::Truncated)));
+    }
+
+    #[test]
+    fn a_production_endpoint_wants_an_operator_for_state_changes() {
+        use crate::maint::auth;
+        use crate::maint::signed::public_key;
+        let op = [4u8; 32];
+        let mut e = Endpoint::new(Receiver::new());
+        e.echo = false;
+        e.access = Some(Access {
+            operators: vec![TrustedKey {
+                public: public_key(&op),
+                development: false,
+            }],
+            board: String::from("qemu-virt"),
+        });
+        let mut c = Fake::default();
+        let mut slot = MemSlot::new(1 << 16);
+        let mut talk = |e: &mut Endpoint, c: &mut Fake, m: Message<'_>| {
+            let mut input = Vec::new();
+            m.encode(&mut input);
+            let mut out = Vec::new();
+            for &b in &input {
+                e.push(b, 5, &mut slot, c, &mut out);
+            }
+            out
+        };
+        // Reading is open, changing is not; uploads neither.
+        let out = talk(
+            &mut e,
+            &mut c,
+            Message::Command {
+                seq: 1,
+                line: b"status",
+            },
+        );
+        assert!(!frames(&out)[0].2);
+        let out = talk(
+            &mut e,
+            &mut c,
+            Message::Command {
+                seq: 2,
+                line: b"rejuvenate",
+            },
+        );
+        let f = &frames(&out)[0];
+        assert!(f.2 && String::from_utf8_lossy(&f.3).contains("'rejuvenate' changes"));
+        assert_eq!(c.0, vec![Command::Status { json: false }]);
+        let out = talk(&mut e, &mut c, Message::Abort);
+        assert!(out.ends_with(&{
+            let mut v = Vec::new();
+            Message::Refused(UploadError::NotAllowed).encode(&mut v);
+            v
+        }));
+        // A person typing is refused the same way.
+        let mut out = Vec::new();
+        let mut other = MemSlot::new(16);
+        for &b in b"reboot\r" {
+            e.push(b, 5, &mut other, &mut c, &mut out);
+        }
+        assert!(String::from_utf8_lossy(&out).contains("needs an authenticated session"));
+
+        // The challenge, answered by the operator.
+        let out = talk(&mut e, &mut c, Message::AuthRequest);
+        let mut d = Decoder::new();
+        let (nonce, board) = out
+            .iter()
+            .find_map(|&b| match d.push(b) {
+                Some(Event::Frame(f)) => match Message::from_frame(&f) {
+                    Ok(Message::Challenge { nonce, board }) => Some((nonce, board.to_vec())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(board, b"qemu-virt");
+        let wrong = auth::respond(&[5; 32], &nonce, "qemu-virt");
+        let out = talk(&mut e, &mut c, Message::AuthResponse(wrong));
+        let mut v = Vec::new();
+        Message::AuthResult(Err(auth::AuthError::UnknownOperator)).encode(&mut v);
+        assert_eq!(out, v);
+        // The failed answer used the nonce up: ask again.
+        let out = talk(&mut e, &mut c, Message::AuthRequest);
+        let mut d = Decoder::new();
+        let nonce = out
+            .iter()
+            .find_map(|&b| match d.push(b) {
+                Some(Event::Frame(f)) => match Message::from_frame(&f) {
+                    Ok(Message::Challenge { nonce, .. }) => Some(nonce),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .unwrap();
+        let out = talk(
+            &mut e,
+            &mut c,
+            Message::AuthResponse(auth::respond(&op, &nonce, "qemu-virt")),
+        );
+        let mut v = Vec::new();
+        Message::AuthResult(Ok(())).encode(&mut v);
+        assert_eq!(out, v);
+        let out = talk(
+            &mut e,
+            &mut c,
+            Message::Command {
+                seq: 3,
+                line: b"rejuvenate",
+            },
+        );
+        assert!(!frames(&out)[0].2);
+        assert_eq!(c.0.last(), Some(&Command::Rejuvenate));
     }
 }

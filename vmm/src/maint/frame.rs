@@ -52,8 +52,16 @@ pub enum Kind {
     Done = 0x14,
     /// host -> device: forget the upload in progress.
     Abort = 0x15,
-    /// device -> host: a request refused (`proto::Refusal`).
+    /// device -> host: a request refused (`proto::UploadError`).
     Refused = 0x1f,
+    /// host -> device: open an authenticated session (`auth`).
+    AuthRequest = 0x20,
+    /// device -> host: the nonce to sign, and the board's name.
+    Challenge = 0x21,
+    /// host -> device: operator public key and signature.
+    AuthResponse = 0x22,
+    /// device -> host: whether the session is open.
+    AuthResult = 0x23,
 }
 
 impl Kind {
@@ -68,6 +76,10 @@ impl Kind {
             0x14 => Kind::Done,
             0x15 => Kind::Abort,
             0x1f => Kind::Refused,
+            0x20 => Kind::AuthRequest,
+            0x21 => Kind::Challenge,
+            0x22 => Kind::AuthResponse,
+            0x23 => Kind::AuthResult,
             _ => return None,
         })
     }

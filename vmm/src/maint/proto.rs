@@ -12,11 +12,16 @@
 //! | Done     | 0              | code u8, a u32, b u32 (code 0: the image's digest matched) |
 //! | Abort    | 0              | - |
 //! | Refused  | 0              | code u8, a u32, b u32 |
+//! | AuthRequest | 0           | - |
+//! | Challenge | 0             | nonce [32], board name (UTF-8) |
+//! | AuthResponse | 0          | operator public key [32], signature [64] |
+//! | AuthResult | 0            | code u8 (0: session open; 1 no challenge, 2 unknown operator, 3 bad signature) |
 //!
 //! `Ack.next` is the first chunk not yet received (every chunk below it
 //! is in the staging slot); bit k of `Ack.bits` says chunk `next + 1 + k`
 //! has arrived too (selective acknowledgement: the sender resends only
 //! what is missing).
+use super::auth::{AuthError, Response};
 use super::frame::{self, Frame, Kind, FLAG_COMPRESSED, FLAG_LAST, FLAG_REFUSED};
 use alloc::vec::Vec;
 
@@ -185,6 +190,13 @@ pub enum Message<'a> {
     Done(Result<(), UploadError>),
     Abort,
     Refused(UploadError),
+    AuthRequest,
+    Challenge {
+        nonce: [u8; 32],
+        board: &'a [u8],
+    },
+    AuthResponse(Response),
+    AuthResult(Result<(), AuthError>),
 }
 
 /// A frame whose payload does not fit its kind.
@@ -269,6 +281,41 @@ impl<'a> Message<'a> {
                 let (code, a, b) = error_payload(p);
                 Message::Refused(UploadError::from_wire(code, a, b))
             }
+            Kind::AuthRequest => {
+                want(0)?;
+                Message::AuthRequest
+            }
+            Kind::Challenge => {
+                if p.len() < 32 {
+                    return Err(bad);
+                }
+                let mut nonce = [0u8; 32];
+                nonce.copy_from_slice(&p[..32]);
+                Message::Challenge {
+                    nonce,
+                    board: &p[32..],
+                }
+            }
+            Kind::AuthResponse => {
+                want(96)?;
+                let mut r = Response {
+                    public_key: [0; 32],
+                    signature: [0; 64],
+                };
+                r.public_key.copy_from_slice(&p[..32]);
+                r.signature.copy_from_slice(&p[32..]);
+                Message::AuthResponse(r)
+            }
+            Kind::AuthResult => {
+                want(1)?;
+                Message::AuthResult(match p[0] {
+                    0 => Ok(()),
+                    1 => Err(AuthError::NoChallenge),
+                    2 => Err(AuthError::UnknownOperator),
+                    3 => Err(AuthError::BadSignature),
+                    _ => return Err(bad),
+                })
+            }
         })
     }
 
@@ -322,6 +369,28 @@ impl<'a> Message<'a> {
                 let (code, a, b) = e.to_wire();
                 put_error(&mut p, code, a, b);
                 frame::encode(Kind::Refused, 0, 0, &p[..9], out)
+            }
+            Message::AuthRequest => frame::encode(Kind::AuthRequest, 0, 0, &[], out),
+            Message::Challenge { nonce, board } => {
+                let mut b = Vec::with_capacity(32 + board.len());
+                b.extend_from_slice(&nonce);
+                b.extend_from_slice(board);
+                frame::encode(Kind::Challenge, 0, 0, &b, out)
+            }
+            Message::AuthResponse(r) => {
+                let mut b = [0u8; 96];
+                b[..32].copy_from_slice(&r.public_key);
+                b[32..].copy_from_slice(&r.signature);
+                frame::encode(Kind::AuthResponse, 0, 0, &b, out)
+            }
+            Message::AuthResult(r) => {
+                let code = match r {
+                    Ok(()) => 0u8,
+                    Err(AuthError::NoChallenge) => 1,
+                    Err(AuthError::UnknownOperator) => 2,
+                    Err(AuthError::BadSignature) => 3,
+                };
+                frame::encode(Kind::AuthResult, 0, 0, &[code], out)
             }
         }
     }
@@ -387,6 +456,23 @@ mod tests {
             bits: 0x8000_0000_0000_0001,
             chunks: 100,
         }));
+        round_trip(Message::AuthRequest);
+        round_trip(Message::Challenge {
+            nonce: [1; 32],
+            board: b"qemu-virt",
+        });
+        round_trip(Message::AuthResponse(Response {
+            public_key: [2; 32],
+            signature: [3; 64],
+        }));
+        round_trip(Message::AuthResult(Ok(())));
+        for e in [
+            AuthError::NoChallenge,
+            AuthError::UnknownOperator,
+            AuthError::BadSignature,
+        ] {
+            round_trip(Message::AuthResult(Err(e)));
+        }
         round_trip(Message::Finish);
         round_trip(Message::Abort);
         round_trip(Message::Done(Ok(())));
