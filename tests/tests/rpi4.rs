@@ -296,3 +296,36 @@ fn the_pi_device_tree_describes_the_board() -> anyhow::Result<()> {
     assert_eq!((t.phys, t.virt, t.hyp_phys), (30, 27, 26));
     Ok(())
 }
+
+/// Entered at EL3 (QEMU's loader sets the PC; no boot stub drops to EL2):
+/// boot.S, before any Rust code and before it knows the board from the
+/// device tree, still reports it on the Pi's UART0, chosen by where the
+/// image runs.
+#[test]
+fn not_at_el2_is_reported_on_the_pi_console() -> anyhow::Result<()> {
+    let hv = xtask::images::require_hypervisor_image()?;
+    let qemu = xtask::qemu::find()?;
+    let args = [
+        "-M",
+        "raspi4b",
+        "-device",
+        &format!(
+            "loader,file={},addr={:#x},force-raw=on",
+            hv.display(),
+            raspi4b::LOAD_ADDRESS
+        ),
+        "-device",
+        &format!("loader,addr={:#x},cpu-num=0", raspi4b::LOAD_ADDRESS),
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+    ]
+    .map(String::from);
+    let cmd = xtask::QemuCommand::bare(qemu.path, args.to_vec())?;
+    let mut run = QemuRun::spawn(cmd)?;
+    run.expect(&re(r"^\[hv\] FATAL: not entered at EL2"), DEADLINE)?;
+    Ok(())
+}

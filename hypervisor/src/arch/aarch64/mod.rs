@@ -15,5 +15,8 @@ pub mod timer;
 pub mod traps;
 
 core::arch::global_asm!(include_str!("boot.S"));
+// The boards' (load address, console) table boot.S's fatal path reads,
+// generated from the board data by build.rs.
+core::arch::global_asm!(include_str!(concat!(env!("OUT_DIR"), "/early_uarts.S")));
 core::arch::global_asm!(include_str!("vectors.S"));
 core::arch::global_asm!(include_str!("reload.S"));
