@@ -139,7 +139,10 @@ impl core::fmt::Display for UploadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             UploadError::NoSession => write!(f, "no upload in progress"),
-            UploadError::Busy => write!(f, "another upload is in progress"),
+            UploadError::Busy => write!(
+                f,
+                "another upload is in progress (`blinkctl upload --restart` replaces it)"
+            ),
             UploadError::TooLarge { len, capacity } => write!(
                 f,
                 "image of {len} bytes does not fit the staging slot ({capacity} bytes)"
