@@ -48,10 +48,16 @@ pub struct UploadReport {
 
 impl Session {
     pub fn new(link: Link, answer_timeout: Duration) -> Session {
+        // Sequence numbers start somewhere new in every run: the device
+        // answers a repeated (seq, line) from its memory instead of running
+        // it again, which must not catch the next run's first command.
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
         Session {
             link,
             decoder: Decoder::new(),
-            seq: 0,
+            seq,
             start: Instant::now(),
             line_free_at: 0.0,
             answer_timeout,
@@ -125,10 +131,20 @@ impl Session {
         }
         .encode(&mut out);
         self.send(&out)?;
-        let deadline = Instant::now() + self.answer_timeout;
+        let start = Instant::now();
+        let deadline = start + self.answer_timeout;
+        // Resent (same seq) while no answer came: a lost command or a lost
+        // answer costs a retry, not the whole timeout; the device runs it
+        // once and answers a repeat from memory.
+        let retry = (self.answer_timeout / 3).max(Duration::from_millis(100));
+        let mut next_retry = start + retry;
         let mut text = Vec::new();
         let mut refused = None;
         while refused.is_none() && Instant::now() < deadline {
+            if Instant::now() >= next_retry && text.is_empty() {
+                self.send(&out)?;
+                next_retry += retry;
+            }
             self.pump(|m| {
                 if let Message::Reply {
                     seq: s,

@@ -274,3 +274,17 @@ fn a_production_device_wants_an_operator_key() {
     let (staged, _) = dev.join().unwrap();
     assert_eq!(&staged.bytes[..slot.len()], &slot[..]);
 }
+
+#[test]
+fn commands_survive_a_noisy_line() {
+    let (mut s, listener) = connect();
+    // One input byte in 200 damaged: about one command frame in eight.
+    let dev = thread::spawn(move || fake_device(listener, 200, None));
+    for _ in 0..40 {
+        let r = s.command("status --json").unwrap();
+        assert_eq!(r.text, "{\"vms\":[]}");
+    }
+    drop(s);
+    let (_, damaged) = dev.join().unwrap();
+    assert!(damaged > 0);
+}

@@ -5,7 +5,9 @@
 //! - text bytes (a person at a terminal) are echoed and collected into a
 //!   line; a complete line is parsed and run, the answer printed as text;
 //! - a `Command` frame (the tool) is parsed and run the same way, the
-//!   answer sent back as `Reply` frames;
+//!   answer sent back as `Reply` frames; the same command again (same
+//!   sequence number and line: the tool resends when an answer is lost)
+//!   gets the same answer without running twice;
 //! - upload frames go to the [`Receiver`], its answers back as frames.
 //!
 //! Both kinds of command reach the caller's [`Control`] as one typed
@@ -104,6 +106,10 @@ pub struct Endpoint {
     /// A half frame is dropped after this many ticks without input.
     pub idle_ticks: u64,
     last_input: u64,
+    /// The last framed command and the frames that answered it: a
+    /// command sent again (its answer was lost) is answered again, not
+    /// run twice.
+    last_command: Option<(u32, Vec<u8>, Vec<u8>)>,
     /// `None`: anyone may change state.
     pub access: Option<Access>,
     /// Challenge and session lifetimes are in the caller's ticks.
@@ -119,6 +125,7 @@ impl Endpoint {
             echo: true,
             idle_ticks: 500,
             last_input: 0,
+            last_command: None,
             access: None,
             auth: Authenticator::new(30_000, 600_000),
         }
@@ -196,12 +203,24 @@ impl Endpoint {
                 };
                 match m {
                     Message::Command { seq, line } => {
-                        let answer = match command::parse(line) {
+                        // Copied: it borrows the decoder, and running the
+                        // command needs the whole endpoint.
+                        let line = line.to_vec();
+                        if let Some((s, l, frames)) = &self.last_command {
+                            if *s == seq && *l == line {
+                                out.extend_from_slice(frames);
+                                return None;
+                            }
+                        }
+                        let answer = match command::parse(&line) {
                             Ok(Some(cmd)) => self.run(cmd, now, control),
                             Ok(None) => Ok(String::new()),
                             Err(e) => Err(alloc::format!("{e}")),
                         };
-                        reply(seq, answer, out);
+                        let mut frames = Vec::new();
+                        reply(seq, answer, &mut frames);
+                        out.extend_from_slice(&frames);
+                        self.last_command = Some((seq, line, frames));
                         return None;
                     }
                     Message::AuthRequest => {
@@ -517,5 +536,35 @@ mod tests {
         );
         assert!(!frames(&out)[0].2);
         assert_eq!(c.0.last(), Some(&Command::Rejuvenate));
+    }
+
+    #[test]
+    fn a_command_sent_again_is_answered_again_not_run_twice() {
+        let mut e = Endpoint::new(Receiver::new());
+        let mut c = Fake::default();
+        let mut input = Vec::new();
+        Message::Command {
+            seq: 7,
+            line: b"rejuvenate",
+        }
+        .encode(&mut input);
+        let (first, _) = feed(&mut e, &mut c, &input);
+        let (again, _) = feed(&mut e, &mut c, &input);
+        assert_eq!(first, again);
+        assert_eq!(c.0, vec![Command::Rejuvenate]);
+        // Another sequence number, or another line, runs.
+        let mut input = Vec::new();
+        Message::Command {
+            seq: 8,
+            line: b"rejuvenate",
+        }
+        .encode(&mut input);
+        Message::Command {
+            seq: 8,
+            line: b"status",
+        }
+        .encode(&mut input);
+        feed(&mut e, &mut c, &input);
+        assert_eq!(c.0.len(), 3);
     }
 }
