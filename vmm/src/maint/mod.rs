@@ -28,6 +28,8 @@ pub mod sender;
 pub mod signed;
 
 #[cfg(test)]
+mod device_tests;
+#[cfg(test)]
 mod receiver_tests;
 #[cfg(test)]
 mod sim;
