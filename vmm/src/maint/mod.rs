@@ -13,6 +13,7 @@
 //! - [`signed`]: the signature block of an image slot (ed25519, SHA-256);
 //! - [`command`]: the line console's command parser;
 //! - [`auth`]: who may change state (challenge-response, ed25519);
+//! - [`trial`]: the rules of a trial upgrade (confirm, health, revert);
 //! - [`device`]: the device's end in one place (bytes in, bytes out).
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod proto;
 pub mod receiver;
 pub mod sender;
 pub mod signed;
+pub mod trial;
 
 #[cfg(test)]
 mod device_tests;
