@@ -192,6 +192,66 @@ fn warm_reloads_park_secondaries_in_the_pen() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ten warm reloads under Linux (2 vCPUs) and the memory-pattern guest on
+/// the Pi: Linux's counter service goes on without a gap and Linux never
+/// boots again, the pattern guest's RAM verifies after every reload.
+#[test]
+fn ten_reloads_under_linux() -> anyhow::Result<()> {
+    use tests::guest::linux_counter_n as counter_n;
+    require_images(&["mempattern"])?;
+    require_dtb()?;
+    xtask::linux::require()?;
+    let linux_deadline = std::time::Duration::from_secs(300);
+    let mut run = start(&pi([
+        VmSpec::linux("domU0").cpus(2),
+        VmSpec::guest("domU1", "mempattern"),
+    ]))?;
+    run.fail_on(re(
+        r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls",
+    ));
+    run.expect(
+        &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
+        linux_deadline,
+    )?;
+    wait_all(
+        &mut run,
+        &[
+            re(r"^\[domU0\] counter: 2$"),
+            re(r"^\[domU1\] mempattern: pass 1: \d+ MiB ok$"),
+        ],
+    )?;
+    focus_shell(&mut run, DEADLINE)?;
+    let pass = |l: &str| mempattern_pass("domU1", l);
+    for generation in 1..=10 {
+        let (counter, passes) = (last_value(&run, counter_n), last_value(&run, pass));
+        run.send(b"rejuvenate\r")?;
+        run.expect(&hv::secondaries_released(3), linux_deadline)?;
+        run.expect(&hv::reload_report(generation, 2), linux_deadline)?;
+        wait_beyond(
+            &mut run,
+            linux_deadline,
+            "the Linux counter after the reload",
+            counter_n,
+            counter,
+        )?;
+        wait_beyond(
+            &mut run,
+            linux_deadline,
+            "memory verified after the reload",
+            pass,
+            passes,
+        )?;
+    }
+    let lines = run.lines();
+    let counters: Vec<u64> = lines.iter().filter_map(|l| counter_n(l)).collect();
+    reload::check_continuous(&run, "Linux counter", &counters)?;
+    let passes: Vec<u64> = lines.iter().filter_map(|l| pass(l)).collect();
+    reload::check_continuous(&run, "mempattern passes", &passes)?;
+    guest::check_started_once(&run, &re(r"init: ready "), "Linux")?;
+    reload::check_clean(&run, reload::Since::FirstReload)?;
+    Ok(())
+}
+
 /// N -> N+1 -> N on the Pi: the "next" build packaged for rpi4 in slot 1;
 /// each upgrade parks the secondaries in the pen and the guests go on.
 #[test]
