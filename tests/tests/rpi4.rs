@@ -252,6 +252,73 @@ fn ten_reloads_under_linux() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The hostile guest's probes are contained on the GIC-400 too, only it is
+/// warned about, and its neighbour (in memory of its own) keeps beating.
+#[test]
+fn hostile_guest_contained_beside_its_neighbour() -> anyhow::Result<()> {
+    require_images(&["heartbeat", "hostile"])?;
+    require_dtb()?;
+    let mut run = start(&pi([
+        VmSpec::guest("domU0", "heartbeat"),
+        VmSpec::guest("domU1", "hostile"),
+    ]))?;
+    let a = run.expect(&VmCreated::pattern("domU0"), DEADLINE)?;
+    let b = run.expect(&VmCreated::pattern("domU1"), DEADLINE)?;
+    let (a, b) = (VmCreated::parse(&a).unwrap(), VmCreated::parse(&b).unwrap());
+    let (ra, rb) = (a.range(), b.range());
+    check!(
+        run,
+        ra.end <= rb.start || rb.end <= ra.start,
+        "the two VMs' RAM overlaps: {ra:x?} and {rb:x?}"
+    );
+    let done_re = re(r"^\[domU1\] hostile: done (\d+) probes, (\d+) contained$");
+    let done = run.expect(&done_re, DEADLINE)?;
+    let c = done_re.captures(&done).expect("matched");
+    check!(
+        run,
+        c[1].parse::<u64>()? > 0 && c[1] == c[2],
+        "not every probe was contained: {done}"
+    );
+    let warns = run.find_all(&hv::vm_warning());
+    check!(
+        run,
+        !warns.is_empty(),
+        "no `[hv] WARN: vm` line for the hostile guest"
+    );
+    for w in &warns {
+        check!(
+            run,
+            w.contains("'domU1'"),
+            "a warning blames another VM: {w}"
+        );
+    }
+    let beats = more_heartbeats(&mut run, "domU0", 2, "heartbeat after the attack")?;
+    check_counting(&run, &beats, "heartbeat beside the hostile guest")?;
+    Ok(())
+}
+
+/// An image whose slot header names another board (the virt package of
+/// the next build, same bytes) is refused before any VM pauses.
+#[test]
+fn image_for_another_board_refused() -> anyhow::Result<()> {
+    require_images(&["heartbeat"])?;
+    require_dtb()?;
+    let mut s = pi([VmSpec::guest("domU0", "heartbeat")]);
+    s.next_image = Some(xtask::images::require_next_image()?);
+    let mut run = start(&s)?;
+    run.expect(&started("domU0"), DEADLINE)?;
+    focus_shell(&mut run, DEADLINE)?;
+    run.send(b"upgrade\r")?;
+    run.expect(
+        &hv::slot_refused(1, r"image built for board 'qemu-virt', this is 'rpi4'"),
+        DEADLINE,
+    )?;
+    let beats = more_heartbeats(&mut run, "domU0", 2, "heartbeat after the refusal")?;
+    check_counting(&run, &beats, "after the refused upgrade")?;
+    run.assert_absent(&re(r"suspending|warm entry"))?;
+    Ok(())
+}
+
 /// N -> N+1 -> N on the Pi: the "next" build packaged for rpi4 in slot 1;
 /// each upgrade parks the secondaries in the pen and the guests go on.
 #[test]
