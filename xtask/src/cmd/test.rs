@@ -141,6 +141,10 @@ fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
         // The QEMU test crate's own helpers (no QEMU needed).
         cargo_test(&["test", "-p", "tests", "--lib"], &[], tally)
     })
+    .and_then(|()| {
+        // The guests' portable part (their device tree reader).
+        cargo_test(&["test", "-p", "guests", "--lib"], &[], tally)
+    })
     .context("phase 2 (host unit tests) failed")?;
     if host_only {
         eprintln!("xtask: --host-only: skipping the image build and the QEMU tests");
