@@ -36,19 +36,14 @@ pub enum SpinTableError {
     BadIndex(usize),
 }
 
-/// Write `value` at `addr` and push it to the point of coherency, for an
-/// observer whose caches are off.
-///
-/// # Safety
-/// `addr` must be 8-byte aligned, mapped as normal memory and free for
-/// this write.
-unsafe fn write_to_poc(addr: u64, value: u64) {
-    // SAFETY: the caller guarantees the place; the cache maintenance by
-    // address changes no memory contents, it only writes the line back.
+/// Push the line holding `addr` to the point of coherency (and drop it),
+/// for an observer whose caches are off, and wait until that is done.
+fn clean_to_poc(addr: u64) {
+    // SAFETY: cache maintenance by address changes no memory contents, it
+    // only writes a dirty line back; `addr` is mapped (callers' places).
     unsafe {
-        core::ptr::write_volatile(addr as *mut u64, value);
-        core::arch::asm!("dc civac, {}", "dsb sy", in(reg) addr, options(nostack, preserves_flags));
-    }
+        core::arch::asm!("dc civac, {}", "dsb sy", in(reg) addr, options(nostack, preserves_flags))
+    };
 }
 
 /// Release CPU `index` (MPIDR `mpidr`), waiting at `release_addr`, into
@@ -67,15 +62,16 @@ pub fn release(
     if index == 0 || index >= SLOTS {
         return Err(SpinTableError::BadIndex(index));
     }
+    // The table entry first: the CPU reads it as soon as it sees its
+    // release address.
     let slot = &spin_table_mpidrs[index];
     slot.store(mpidr & MPIDR_AFFINITY, Ordering::Release);
-    // SAFETY: the table entry is a static of this image (mapped, aligned);
-    // the release address is the firmware's mailbox for this CPU, in RAM
-    // the identity map covers, written by nobody else, and checked aligned.
-    unsafe {
-        write_to_poc(slot.as_ptr() as u64, mpidr & MPIDR_AFFINITY);
-        write_to_poc(addr, entry);
-    }
+    clean_to_poc(slot.as_ptr() as u64);
+    // SAFETY: the release address is the firmware's mailbox for this CPU,
+    // in RAM the identity map covers (boot checks it), written by nobody
+    // else, and checked aligned above.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, entry) };
+    clean_to_poc(addr);
     // SAFETY: an event for the CPUs in WFE; the DSB above completed both
     // writes (and their cache maintenance) first.
     unsafe { core::arch::asm!("sev", options(nostack, preserves_flags)) };
