@@ -18,6 +18,7 @@ pub mod qemu;
 pub mod rpi4_dtb;
 pub mod runner;
 pub mod scenario;
+pub mod sdcard;
 pub mod toolchain;
 
 pub use runner::{LinePattern, QemuRun};

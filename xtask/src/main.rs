@@ -45,6 +45,14 @@ enum Cmd {
         #[arg(long, default_value = "target/xtask/blink.dtb")]
         out: PathBuf,
     },
+    /// Write target/rpi4/sdcard/ for a real Raspberry Pi 4: the hypervisor,
+    /// the scenario's guests in one modules.bin, the Pi's device tree with
+    /// the VM nodes, config.txt (not tried on a board yet; the firmware
+    /// files are to be added, see README.txt there).
+    Sdcard {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+    },
     /// Fetch Debian's arm64 kernel and busybox (once, into target/linux/) and
     /// build the initramfs; prints the kernel and initramfs paths.
     Linux {
@@ -140,6 +148,7 @@ fn main() -> ExitCode {
         Cmd::Test { host_only } => cmd::test::run(host_only),
         Cmd::Dtb { scenario, out } => cmd::dtb::run(scenario, out),
         Cmd::Linux { refresh } => cmd::linux::run(refresh),
+        Cmd::Sdcard { scenario } => cmd::sdcard::run(scenario),
         Cmd::Bench { what, quick } => cmd::bench::run(&what, quick),
     };
     match result {

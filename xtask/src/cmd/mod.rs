@@ -14,6 +14,7 @@ pub mod build;
 pub mod dtb;
 pub mod linux;
 pub mod run;
+pub mod sdcard;
 pub mod test;
 
 impl ScenarioArgs {
