@@ -456,3 +456,61 @@ fn not_at_el2_is_reported_on_the_pi_console() -> anyhow::Result<()> {
     run.expect(&re(r"^\[hv\] FATAL: not entered at EL2"), DEADLINE)?;
     Ok(())
 }
+
+/// The SD card's files (`cargo xtask sdcard`) boot on QEMU `raspi4b`, with
+/// `modules.bin` loaded where config.txt's `initramfs` line puts it: the
+/// hypervisor, the tree and the guest layout a real board would get.
+#[test]
+fn sdcard_files_boot_on_raspi4b() -> anyhow::Result<()> {
+    require_images(&["heartbeat", "mempattern"])?;
+    require_dtb()?;
+    let s = pi([
+        VmSpec::guest("domU0", "heartbeat"),
+        VmSpec::guest("domU1", "mempattern"),
+    ]);
+    let card = xtask::target_dir()
+        .join("xtask")
+        .join(format!("sdcard-test-{}", std::process::id()));
+    xtask::sdcard::write(&s, &card)?;
+    let config = std::fs::read_to_string(card.join("config.txt"))?;
+    let (file, addr) = config
+        .lines()
+        .find_map(|l| {
+            let mut w = l.strip_prefix("initramfs ")?.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no initramfs line in config.txt:\n{config}"))?;
+    let path = |name: &str| card.join(name).display().to_string();
+    let args = [
+        "-M",
+        "raspi4b",
+        "-display",
+        "none",
+        "-kernel",
+        &path("hypervisor.bin"),
+        "-dtb",
+        &path("blink.dtb"),
+        "-device",
+        &format!("loader,file={},addr={addr},force-raw=on", path(&file)),
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+    ]
+    .map(String::from);
+    let cmd = xtask::QemuCommand::bare(xtask::qemu::find()?.path, args.to_vec())?;
+    let mut run = QemuRun::spawn(cmd)?;
+    run.fail_on(re(FATAL));
+    run.expect(&hv::banner_of(&version(), "rpi4", 4), DEADLINE)?;
+    wait_all(
+        &mut run,
+        &[
+            started("domU0"),
+            started("domU1"),
+            re(r"^\[domU0\] heartbeat: n=2 "),
+            re(r"^\[domU1\] mempattern: pass 1: \d+ MiB ok$"),
+        ],
+    )?;
+    let _ = std::fs::remove_dir_all(&card);
+    Ok(())
+}
