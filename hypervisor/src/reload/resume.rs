@@ -6,6 +6,7 @@ use crate::arch::aarch64::cache;
 use crate::arch::aarch64::context::{El1Context, FpContext};
 use crate::arch::aarch64::debug::DebugRegs;
 use crate::arch::aarch64::gic::{Gic, VifState};
+use crate::arch::aarch64::pauth::PauthKeys;
 use crate::arch::aarch64::regs::GuestRegs;
 use crate::arch::aarch64::sysreg::counter;
 use crate::board::board;
@@ -126,6 +127,10 @@ fn rebuild(
                     },
                     // Optional: only the registers in use are written.
                     debug: DebugRegs::from_entries(
+                        st.sysregs.iter().map(|(n, v)| (n.as_str(), *v)),
+                    ),
+                    // Optional too (absent: zero, or a CPU without them).
+                    pauth: PauthKeys::from_entries(
                         st.sysregs.iter().map(|(n, v)| (n.as_str(), *v)),
                     ),
                     // Optional in the block (images before the emulated

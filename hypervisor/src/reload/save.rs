@@ -80,6 +80,7 @@ fn snapshot(h: &Machine, t_quiesced: u64, console_pending: &dyn Fn(usize) -> Vec
                             r.push((super::resume::PTIMER_CTL.into(), st.ptimer.ctl));
                             r.push((super::resume::PTIMER_CVAL.into(), st.ptimer.cval));
                             r.extend(st.debug.named());
+                            r.extend(st.pauth.named());
                             r
                         },
                         fp: FpState {

@@ -180,6 +180,7 @@ impl Cpu {
         guest::enter_vm(vm.vttbr, vm.cntvoff, TrapPolicy::VIRTUALIZED);
         st.el1.restore();
         st.debug.restore();
+        st.pauth.restore();
         st.fp.restore();
         gic().restore_vif(&st.vif);
         isb();
@@ -330,6 +331,7 @@ impl Cpu {
         // Unload: keep the context where the vCPU can be resumed from.
         st.el1.save();
         st.debug.save();
+        st.pauth.save();
         st.fp.save();
         g.save_vif(&mut st.vif);
         // A timer interrupt handed to the guest as a hardware interrupt

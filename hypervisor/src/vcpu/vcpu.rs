@@ -3,6 +3,7 @@
 use crate::arch::aarch64::context::{El1Context, FpContext};
 use crate::arch::aarch64::debug::DebugRegs;
 use crate::arch::aarch64::gic::VifState;
+use crate::arch::aarch64::pauth::PauthKeys;
 use crate::arch::aarch64::regs::GuestRegs;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use spin::Mutex;
@@ -35,6 +36,8 @@ pub struct VcpuState {
     pub vif: VifState,
     /// Breakpoint and watchpoint registers (switched with the vCPU).
     pub debug: DebugRegs,
+    /// Pointer authentication keys (switched with the vCPU).
+    pub pauth: PauthKeys,
     /// The emulated EL1 physical timer (`vmm::ptimer`).
     pub ptimer: vmm::ptimer::PTimer,
     /// Waiting in WFI (yielded its physical CPU).
@@ -73,6 +76,7 @@ impl Vcpu {
                 fp: FpContext::default(),
                 vif: VifState::default(),
                 debug: DebugRegs::default(),
+                pauth: PauthKeys::default(),
                 ptimer: vmm::ptimer::PTimer::default(),
                 waiting: false,
                 trap_ack: false,
@@ -149,6 +153,7 @@ impl Vcpu {
         s.fp = FpContext::default();
         s.vif = VifState::default();
         s.debug = DebugRegs::default();
+        s.pauth = PauthKeys::default();
         s.ptimer = vmm::ptimer::PTimer::default();
         s.waiting = false;
         drop(s);

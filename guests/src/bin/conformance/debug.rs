@@ -1,5 +1,6 @@
-//! Breakpoints, watchpoints and the PMU as one VM's own: what a VM writes
-//! to them stays, and never shows (or fires) in another VM.
+//! Breakpoints, watchpoints, the PMU and the pointer authentication keys
+//! as one VM's own: what a VM writes to them stays, and never shows (or
+//! fires) in another VM.
 //!
 //! The guest plays one of three roles, from its `bootargs`:
 //! - none (one VM, or bare): `debug_registers_kept` only;
@@ -67,6 +68,8 @@ sysreg!(mdscr, set_mdscr, "mdscr_el1");
 // PMEVTYPER0_EL0 and PMCCFILTR_EL0.
 sysreg!(pmevtyper0, set_pmevtyper0, "s3_3_c14_c12_0");
 sysreg!(pmccfiltr, set_pmccfiltr, "s3_3_c14_c15_7");
+// APGAKeyLo_EL1, the generic authentication key (this guest signs nothing).
+sysreg!(apgakeylo, set_apgakeylo, "s3_0_c2_c3_0");
 
 const MDSCR_KDE: u64 = 1 << 13;
 const MDSCR_MDE: u64 = 1 << 15;
@@ -84,6 +87,7 @@ const HOLDER_WVR1: u64 = 0x0000_7e57_0000_4560;
 /// An event number and filter bits (PMEVTYPER0 and PMCCFILTR).
 const HOLDER_EVTYPER: u64 = 0x0800_0011;
 const HOLDER_CCFILTR: u64 = 0x0800_0000;
+const HOLDER_KEY: u64 = 0x6b65_795f_6f66_5f41;
 
 const EC_BREAKPOINT_SAME: u64 = 0x31;
 const EC_WATCHPOINT_SAME: u64 = 0x35;
@@ -168,6 +172,18 @@ fn pmu_usable() -> bool {
     ver != 0 && ver != 0xf && exception::catch(pmccfiltr).is_ok()
 }
 
+/// Whether pointer authentication is advertised (ID_AA64ISAR1/2_EL1) and
+/// its keys readable.
+fn pauth_usable() -> bool {
+    let (isar1, isar2): (u64, u64);
+    // SAFETY: reading ID registers has no side effects.
+    unsafe {
+        asm!("mrs {}, id_aa64isar1_el1", "mrs {}, s3_0_c0_c6_2", out(reg) isar1, out(reg) isar2,
+            options(nomem, nostack));
+    }
+    (isar1 & 0xff00_0ff0 != 0 || isar2 & 0xff00 != 0) && exception::catch(apgakeylo).is_ok()
+}
+
 /// Counts the turns of `body` after which the counter jumped by more than
 /// [`GAP_US`] (the vCPU was descheduled), for `ms` of counter time; stops
 /// early when `body` returns an error.
@@ -194,7 +210,8 @@ fn for_span<E>(ms: u64, mut body: impl FnMut() -> Result<(), E>) -> Result<u32, 
 /// 0 on a variable (debug exceptions masked), leaves values in breakpoint
 /// and watchpoint 1 and, if the PMU is usable, in PMEVTYPER0 and
 /// PMCCFILTR; for 1 s they must read back unchanged (while another VM, if
-/// any, runs on the same CPU); then, unmasked, both must fire.
+/// any, runs on the same CPU), and so must a pointer authentication key,
+/// where the VM has them; then, unmasked, both must fire.
 pub fn registers_kept(t: &mut Tally, role: Role) {
     let name = "debug_registers_kept";
     if role == Role::Probe {
@@ -207,6 +224,7 @@ pub fn registers_kept(t: &mut Tally, role: Role) {
         );
     }
     let pmu = pmu_usable();
+    let pauth = pauth_usable();
     let expected = [
         target_address(),
         BCR_ARMED,
@@ -227,6 +245,9 @@ pub fn registers_kept(t: &mut Tally, role: Role) {
         set_pmevtyper0(HOLDER_EVTYPER);
         set_pmccfiltr(HOLDER_CCFILTR);
     }
+    if pauth {
+        set_apgakeylo(HOLDER_KEY);
+    }
     let held = for_span(HOLD_MS, || {
         if let Some(i) = (0..6).find(|&i| readers[i]() != expected[i]) {
             return Err((NAMES[i], readers[i](), expected[i]));
@@ -236,6 +257,9 @@ pub fn registers_kept(t: &mut Tally, role: Role) {
         }
         if pmu && pmccfiltr() != HOLDER_CCFILTR {
             return Err(("PMCCFILTR", pmccfiltr(), HOLDER_CCFILTR));
+        }
+        if pauth && apgakeylo() != HOLDER_KEY {
+            return Err(("APGAKeyLo_EL1", apgakeylo(), HOLDER_KEY));
         }
         // Masked: neither may fire now.
         call_target().map_err(|_| ("PSTATE.D", 1, 0))?;
@@ -247,9 +271,11 @@ pub fn registers_kept(t: &mut Tally, role: Role) {
     unmask_debug_exceptions(false);
     set_bcr0(0);
     set_wcr0(0);
+    let shown = |usable| if usable { "usable" } else { "hidden" };
     println!(
-        "INFO debug_registers_kept: pmu {}",
-        if pmu { "usable" } else { "hidden" }
+        "INFO debug_registers_kept: pmu {}, pauth keys {}",
+        shown(pmu),
+        shown(pauth)
     );
     match held {
         Err(("PSTATE.D", _, _)) => t.fail(name, format_args!("a debug exception was taken while masked")),
@@ -314,6 +340,7 @@ pub fn state_isolated(t: &mut Tally, role: Role) {
         );
     }
     let pmu = pmu_usable();
+    let pauth = pauth_usable();
     unmask_debug_exceptions(true);
     let probed = for_span(PROBE_MS, || {
         if let Err(f) = call_target() {
@@ -339,6 +366,9 @@ pub fn state_isolated(t: &mut Tally, role: Role) {
         }
         if pmu && (pmevtyper0() == HOLDER_EVTYPER || pmccfiltr() == HOLDER_CCFILTR) {
             return Err(("the holder's PMU setup shows: PMEVTYPER0", pmevtyper0()));
+        }
+        if pauth && apgakeylo() == HOLDER_KEY {
+            return Err(("the holder's key shows: APGAKeyLo_EL1", apgakeylo()));
         }
         Ok(())
     });

@@ -9,6 +9,7 @@ pub mod exception;
 pub mod gic;
 pub mod guest;
 pub mod mmu;
+pub mod pauth;
 pub mod regs;
 pub mod sysreg;
 pub mod timer;

@@ -62,16 +62,17 @@ impl TrapPolicy {
 
     /// HCR_EL2 while a guest runs under this policy: stage 2 on, set/way
     /// invalidation upgraded to clean+invalidate, broadcast of TLB and
-    /// barrier operations to the inner shareable domain, EL1 in AArch64.
-    /// Pointer authentication traps (API = APK = 0; hidden from the ID
-    /// registers, see `vmm::idregs`): the HINT-space instructions a kernel
-    /// built for it runs stay NOPs while its SCTLR_EL1.EnIx are clear.
+    /// barrier operations to the inner shareable domain, EL1 in AArch64,
+    /// pointer authentication left to the guest (its keys are switched with
+    /// the vCPU, `pauth.rs`).
     pub fn hcr(self) -> u64 {
         let mut v: FieldValue<u64, HCR_EL2::Register> = HCR_EL2::VM::Enable
             + HCR_EL2::SWIO::SET
             + HCR_EL2::FB::SET
             + HCR_EL2::BSU::InnerShareable
-            + HCR_EL2::RW::EL1IsAarch64;
+            + HCR_EL2::RW::EL1IsAarch64
+            + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2
+            + HCR_EL2::API::DisableTrapPointerAuthInstToEl2;
         if self.interrupts {
             v +=
                 HCR_EL2::IMO::EnableVirtualIRQ + HCR_EL2::FMO::EnableVirtualFIQ + HCR_EL2::AMO::SET;
