@@ -18,7 +18,7 @@ pub const GIC_VERSIONS: [u32; 2] = [2, 3];
 pub const RAM_BASE: u64 = 0x4000_0000;
 
 /// Where QEMU loads the raw `-kernel` image: RAM base + 0x80000, the
-/// board's load address (the image is linked there).
+/// board's load address (how the image recognises the board).
 pub const LOAD_ADDRESS: u64 = BOARD.load_address;
 
 /// Where QEMU places the device tree it passes in x0.
