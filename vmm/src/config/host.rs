@@ -262,6 +262,25 @@ pub(super) fn host_uart(dt: &Dtb<'_>, gic: &Node<'_, '_>) -> Result<HostUart, Dt
     let node = from_stdout.or_else(|| dt.find_compatible(&["arm,pl011"])).ok_or(DtError::new(
         "no UART: /chosen/stdout-path does not name an enabled arm,pl011 and there is none in the tree",
     ))?;
+    uart_of(&node, gic)
+}
+
+/// The enabled PL011 whose first `reg` entry starts at `base` (the UART a
+/// board file names for the maintenance link), with its interrupt.
+/// `Ok(None)` when the tree has no such node (QEMU `virt` has a second
+/// PL011 only with a second `-serial`).
+pub fn uart_at(dtb: &[u8], base: u64) -> Result<Option<HostUart>, DtError> {
+    let dt = Dtb::parse(dtb)?;
+    let (_, gic) = host_gic(&dt)?;
+    let found = dt.nodes().find(|n| {
+        n.is_compatible("arm,pl011")
+            && n.is_enabled()
+            && matches!(n.reg_translated(), Ok(Some(r)) if r.first().map(|e| e.0) == Some(base))
+    });
+    found.map(|n| uart_of(&n, &gic)).transpose()
+}
+
+fn uart_of(node: &Node<'_, '_>, gic: &Node<'_, '_>) -> Result<HostUart, DtError> {
     let path = node.path();
     let reg = node
         .reg_translated()
@@ -271,7 +290,7 @@ pub(super) fn host_uart(dt: &Dtb<'_>, gic: &Node<'_, '_>) -> Result<HostUart, Dt
         .first()
         .ok_or_else(|| DtError::new(format!("UART {path}: empty reg")))?;
     checked_region(base, size, &path)?;
-    let spi = interrupt_intids(&node, gic)
+    let spi = interrupt_intids(node, gic)
         .and_then(|ids| ids.first().copied().flatten())
         .and_then(|intid| intid.checked_sub(32));
     Ok(HostUart {

@@ -30,7 +30,7 @@ mod host;
 mod passthrough;
 mod vms;
 
-pub use host::host_info;
+pub use host::{host_info, uart_at};
 pub use vms::parse_vms;
 
 /// VM memory and static memory must be multiples of this: guest RAM is
@@ -254,5 +254,7 @@ pub struct HostInfo {
 /// machine would spend a noticeable share of its time reloading.
 pub const MIN_REJUVENATE_INTERVAL_MS: u32 = 500;
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod tests;
