@@ -186,10 +186,10 @@ impl Endpoint {
                     Err(e) => Err(alloc::format!("{e}")),
                 };
                 match answer {
-                    Ok(text) => out.extend_from_slice(text.as_bytes()),
+                    Ok(text) => crlf(text.as_bytes(), out),
                     Err(why) => {
                         out.extend_from_slice(b"error: ");
-                        out.extend_from_slice(why.as_bytes());
+                        crlf(why.as_bytes(), out);
                     }
                 }
                 if !out.ends_with(b"\n") {
@@ -260,6 +260,19 @@ impl Endpoint {
                 }
             }
         }
+    }
+}
+
+/// An answer's text for a terminal: each `\n` becomes `\r\n` (answers
+/// are written with `\n`, as they go into `Reply` frames unchanged).
+fn crlf(text: &[u8], out: &mut Vec<u8>) {
+    let mut prev = 0u8;
+    for &b in text {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
     }
 }
 

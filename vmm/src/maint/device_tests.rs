@@ -20,6 +20,7 @@ impl Control for Fake {
         match cmd {
             Command::Upgrade { .. } => Err(String::from("upgrade: no staged image")),
             Command::Log => Ok("x".repeat(MAX_PAYLOAD + 10)),
+            Command::Images => Ok(String::from("slot 0\nslot 1\r\n")),
             _ => Ok(alloc::format!("{cmd:?}")),
         }
     }
@@ -79,6 +80,22 @@ fn a_person_types_commands() {
     let (out, _) = feed(&mut e, &mut c, &long);
     assert!(String::from_utf8(out).unwrap().contains("longer than 128"));
     assert_eq!(c.0.len(), 2);
+}
+
+#[test]
+fn answers_get_crlf_on_a_terminal_and_stay_as_they_are_in_frames() {
+    let mut e = Endpoint::new(Receiver::new());
+    e.echo = false;
+    let mut c = Fake::default();
+    let mut input = b"images\r".to_vec();
+    Message::Command {
+        seq: 1,
+        line: b"images",
+    }
+    .encode(&mut input);
+    let (out, _) = feed(&mut e, &mut c, &input);
+    assert!(out.starts_with(b"slot 0\r\nslot 1\r\n\x00"), "{out:?}");
+    assert_eq!(frames(&out)[0].3, b"slot 0\nslot 1\r\n".to_vec());
 }
 
 #[test]
