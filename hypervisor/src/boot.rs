@@ -11,12 +11,12 @@ use crate::drivers::psci::{self, Conduit};
 use crate::drivers::uart::EmergencyWriter;
 use crate::heap;
 use crate::reload::{self, pen, periodic, resume, slots, WarmEntry};
-use crate::services::console;
+use crate::services::{self, console};
 use crate::vcpu::vm::{Vm, VmShape};
 use crate::vcpu::{self, run, Machine, MAX_CPUS, MAX_VMS, STARTED_CPUS};
 use alloc::vec::Vec;
 use log::{error, info};
-use vmm::config::{host_info, parse_vms, GicRegs, HostInfo, Limits, PsciMethod};
+use vmm::config::{host_info, parse_vms, GicRegs, HostInfo, HostUart, Limits, PsciMethod};
 use vmm::memory::{Region, RegionSet};
 use vmm::vgic::{Version, Vgic};
 
@@ -99,7 +99,13 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
     };
     let ncpus = info.cpus.len().min(max_cpus).min(MAX_CPUS);
     let mpidrs: Vec<u64> = info.cpus.iter().take(ncpus).map(|c| c.mpidr).collect();
-    let g = init_el2_mmu_gic(info, &mpidrs);
+    // The maintenance link's UART, if the tree has the one the board names
+    // (mapped for the hypervisor; whether it drives it is decided once the
+    // VMs are known: one may own it).
+    let maint_uart = board()
+        .maintenance
+        .and_then(|u| vmm::config::uart_at(dtb, u.base as u64).ok().flatten());
+    let g = init_el2_mmu_gic(info, &mpidrs, maint_uart.as_ref());
     hvprintln!(
         "{} on {}: EL2, {} CPUs, GICv{}",
         crate::VERSION,
@@ -165,6 +171,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
             );
         }
     }
+    let maint_intid = services::maint_link::start(board().maintenance, maint_uart.as_ref(), &vms);
     // After a warm reload, input stays with the shell `rejuvenate` was typed in.
     console::attach_vms(
         &vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
@@ -179,6 +186,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
         vms,
         ncpus,
         uart_intid,
+        maint_intid,
         online: core::sync::atomic::AtomicUsize::new(0),
         cpu_mpidrs: mpidrs,
         dtb: dtb_addr as u64,
@@ -242,9 +250,10 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
 
 /// The hypervisor's own page tables (RAM and the devices it drives) and
 /// the physical GIC, with this CPU's interface enabled.
-fn init_el2_mmu_gic(info: &HostInfo, mpidrs: &[u64]) -> &'static Gic {
+fn init_el2_mmu_gic(info: &HostInfo, mpidrs: &[u64], maint: Option<&HostUart>) -> &'static Gic {
     let mut devices: Vec<(u64, u64)> = Vec::new();
     devices.push((info.uart.base, info.uart.size.max(0x1000)));
+    devices.extend(maint.map(|u| (u.base, u.size.max(0x1000))));
     devices.extend(board().reset.mmio());
     devices.push((info.gic.gicd.base, info.gic.gicd.size));
     match info.gic.regs {

@@ -1,7 +1,8 @@
 //! The wiring of the layers: what the vCPU layer asks of the layers above
 //! it (`vcpu::Upcalls`), answered by the console, the reload and boot.
 //! Only the composition root knows all of them.
-use crate::{boot, reload, services::console, vcpu};
+use crate::services::{console, maint_link};
+use crate::{boot, reload, vcpu};
 use vmm::config::VmConfig;
 
 pub struct Wiring;
@@ -30,8 +31,13 @@ impl vcpu::Upcalls for Wiring {
         console::poll_input();
     }
 
+    fn maint_irq(&self) {
+        maint_link::irq();
+    }
+
     fn poll(&self, cpu: usize) {
         if cpu == 0 {
+            maint_link::poll();
             reload::periodic::check();
         }
     }

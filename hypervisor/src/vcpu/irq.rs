@@ -1,7 +1,7 @@
 //! Physical interrupts on a CPU: acknowledge each one and hand it to its
 //! owner: the loaded vCPU (its virtual timer), the run loop (EL2 timer,
-//! kicks, maintenance), the console (its UART) or the VM a passed-through
-//! device belongs to.
+//! kicks, maintenance), the console (its UART), the maintenance link (its
+//! UART) or the VM a passed-through device belongs to.
 use super::lifecycle::kick;
 use super::machine;
 use super::stats::{self, Kind};
@@ -45,7 +45,9 @@ pub fn handle(cpu: usize, current: Option<(&'static Vm, &'static Vcpu)>) -> bool
             PPI_HYP_TIMER => Kind::PirqHypTimer,
             PPI_MAINTENANCE => Kind::PirqMaint,
             SGI_KICK => Kind::PirqKick,
-            i if Some(i) == machine().uart_intid => Kind::PirqUart,
+            i if Some(i) == machine().uart_intid || Some(i) == machine().maint_intid => {
+                Kind::PirqUart
+            }
             i if machine()
                 .vms
                 .iter()
@@ -80,6 +82,10 @@ pub fn handle(cpu: usize, current: Option<(&'static Vm, &'static Vcpu)>) -> bool
             i if Some(i) == machine().uart_intid => {
                 g.deactivate(raw);
                 machine().upcalls.console_irq();
+            }
+            i if Some(i) == machine().maint_intid => {
+                g.deactivate(raw);
+                machine().upcalls.maint_irq();
             }
             other => match machine()
                 .vms

@@ -35,6 +35,9 @@ pub struct Machine {
     pub ncpus: usize,
     /// INTID of the console UART's interrupt, if it has one.
     pub uart_intid: Option<u32>,
+    /// INTID of the maintenance link's UART, when the hypervisor drives
+    /// it (routed to CPU 0).
+    pub maint_intid: Option<u32>,
     /// Bit per CPU that has entered its run loop (a reload waits for all
     /// of them).
     pub online: AtomicUsize,

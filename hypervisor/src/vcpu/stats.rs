@@ -119,6 +119,11 @@ pub fn is_psci(fid: u64) -> bool {
 /// rate), the total of guest exits, then every count summed over all CPUs
 /// since this image started (a warm reload starts from zero).
 pub fn print() {
+    hvprintln!("{}", report());
+}
+
+/// The line [`print`] prints (without the `[hv] ` tag).
+pub fn report() -> alloc::string::String {
     let mut sums = [0u64; KINDS];
     for cpu in &COUNTS {
         for (s, c) in sums.iter_mut().zip(cpu.0.iter()) {
@@ -137,5 +142,5 @@ pub fn print() {
     for (name, n) in NAMES.iter().zip(sums) {
         let _ = write!(line, " {}={}", name, n);
     }
-    hvprintln!("{}", line);
+    line
 }

@@ -15,6 +15,8 @@ pub trait Upcalls: Sync {
     fn guest_read_rx(&self);
     /// The console UART's interrupt fired.
     fn console_irq(&self);
+    /// The maintenance link UART's interrupt fired (on CPU 0).
+    fn maint_irq(&self);
     /// Periodic work of CPU `cpu`, called between guest exits and when it
     /// wakes (CPU 0 starts a periodic reload here when one is due).
     fn poll(&self, cpu: usize);

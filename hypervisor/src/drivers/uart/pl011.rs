@@ -4,12 +4,18 @@ use core::ptr::{read_volatile, write_volatile};
 
 const DR: usize = 0x00;
 const FR: usize = 0x18;
+const LCR_H: usize = 0x2c;
+const CR: usize = 0x30;
 const IMSC: usize = 0x38;
 const ICR: usize = 0x44;
 const FR_TXFF: u32 = 1 << 5;
 const FR_RXFE: u32 = 1 << 4;
 const INT_RX: u32 = 1 << 4;
 const INT_RT: u32 = 1 << 6;
+/// LCR_H: 8 data bits, FIFOs on (no parity, one stop bit).
+const LCR_H_8N1_FIFO: u32 = (0b11 << 5) | (1 << 4);
+/// CR: UART, transmitter and receiver enabled.
+const CR_ENABLED: u32 = (1 << 0) | (1 << 8) | (1 << 9);
 
 pub struct Pl011 {
     base: usize,
@@ -54,6 +60,20 @@ impl Pl011 {
                 Some(read_volatile(self.reg(DR)) as u8)
             }
         }
+    }
+
+    /// Take over a UART nobody set up (the maintenance link's): 8N1 with
+    /// FIFOs, transmitter and receiver on, received data drained. The baud
+    /// rate is left as the firmware set it (QEMU ignores it; a real board's
+    /// firmware configures it from its config file).
+    pub fn init_8n1(&mut self) {
+        // SAFETY: as in `put`.
+        unsafe {
+            write_volatile(self.reg(CR), 0);
+            write_volatile(self.reg(LCR_H), LCR_H_8N1_FIFO);
+            write_volatile(self.reg(CR), CR_ENABLED);
+        }
+        while self.get().is_some() {}
     }
 
     /// Raise the UART's interrupt when received data is waiting.

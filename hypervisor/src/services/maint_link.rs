@@ -1,0 +1,395 @@
+//! The maintenance link: the board's second UART (`platform::Board::
+//! maintenance`), owned by the hypervisor, carrying a line console for a
+//! person and `blinkctl`'s frames (docs/maintenance.md). This file only
+//! moves bytes: each byte from the UART goes into
+//! `vmm::maint::device::Endpoint`, whatever it answers goes back out, and
+//! the commands it parses are run through the control verbs
+//! ([`super::control`], the path and the refusals the shell uses too).
+//!
+//! The UART's receive interrupt is routed to CPU 0 (`vcpu::Upcalls::
+//! maint_irq`); a UART without an interrupt is polled from CPU 0's
+//! periodic work instead. Each image sets the UART up again when it
+//! starts, so a warm reload (the answer to `rejuvenate` is written before
+//! the VMs are suspended) leaves the link working in the next image. When
+//! a VM's configuration passes the UART through, the VM owns it and the
+//! link stays off.
+//!
+//! Lock order: `LINK` is taken on CPU 0 only, in its interrupt path (under
+//! the loaded vCPU's `Vcpu::state`) or its periodic work; the verbs run
+//! under it take the locks of the layers below and `CONSOLE` last.
+use super::control;
+use crate::arch::aarch64::gic::gic;
+use crate::arch::aarch64::sysreg::{counter, counter_freq};
+use crate::drivers::uart::Pl011;
+use crate::vcpu::stats;
+use crate::vcpu::vm::Vm;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use log::{error, info};
+use spin::Mutex;
+use vmm::config::HostUart;
+use vmm::maint::command::{Command, DebugCommand};
+use vmm::maint::device::{Control, Endpoint};
+use vmm::maint::receiver::{Receiver, StagingError, StagingSlot};
+
+struct Link {
+    uart: Pl011,
+    endpoint: Endpoint,
+    /// Without an interrupt the UART is drained from CPU 0's poll.
+    polled: bool,
+    out: Vec<u8>,
+}
+
+static LINK: Mutex<Option<Link>> = Mutex::new(None);
+
+/// Boot, once the VMs exist (cold or resumed): take the maintenance UART
+/// unless there is none or a VM owns it, saying which in one line.
+/// `node` is the device tree's node at the board's maintenance UART
+/// address. Returns its INTID, now routed to CPU 0, for `vcpu::Machine`.
+pub fn start(
+    board_uart: Option<platform::Uart>,
+    node: Option<&HostUart>,
+    vms: &[Vm],
+) -> Option<u32> {
+    let Some(want) = board_uart else {
+        info!(
+            "maintenance link off: board '{}' names no UART for it",
+            crate::board::board().name
+        );
+        return None;
+    };
+    let platform::UartKind::Pl011 = want.kind;
+    let Some(node) = node else {
+        info!(
+            "maintenance link off: the device tree has no UART at {:#x} (QEMU: give a second -serial)",
+            want.base
+        );
+        return None;
+    };
+    let owner = vms.iter().find(|vm| {
+        vm.passthrough.iter().any(|p| {
+            p.regions
+                .iter()
+                .any(|r| node.base >= r.base && node.base - r.base < r.size)
+        })
+    });
+    if let Some(vm) = owner {
+        info!(
+            "maintenance link off: vm {} '{}' owns its UART {} (blink,passthrough)",
+            vm.id, vm.name, node.path
+        );
+        return None;
+    }
+    // SAFETY: the device tree names a PL011 at this address, boot mapped
+    // it as device memory, and no VM was given it (checked above): only
+    // this service drives it, under `LINK`.
+    let mut uart = unsafe { Pl011::new(node.base as usize) };
+    uart.init_8n1();
+    let intid = node.intid();
+    if let Some(i) = intid {
+        uart.enable_rx_interrupt();
+        let g = gic();
+        g.route_spi(i, 0);
+        g.enable(0, i, true);
+    }
+    let mut endpoint = Endpoint::new(Receiver::new());
+    // Milliseconds (see `now_ms`): a half frame is dropped after half a
+    // second of silence.
+    endpoint.idle_ticks = 500;
+    *LINK.lock() = Some(Link {
+        uart,
+        endpoint,
+        polled: intid.is_none(),
+        out: Vec::new(),
+    });
+    match intid {
+        Some(i) => info!(
+            "maintenance link on {} (INTID {}, CPU 0): console and blinkctl frames; development image: anyone on the line may change state",
+            node.path, i
+        ),
+        None => info!(
+            "maintenance link on {} (no interrupt: polled): console and blinkctl frames; development image: anyone on the line may change state",
+            node.path
+        ),
+    }
+    intid
+}
+
+/// What to do once the answer has gone out.
+enum After {
+    Reboot,
+}
+
+/// The UART's interrupt: drain its receive FIFO through the endpoint.
+pub fn irq() {
+    let after = {
+        let mut guard = LINK.lock();
+        let Some(l) = guard.as_mut() else { return };
+        l.drain()
+    };
+    if let Some(After::Reboot) = after {
+        let why = control::reboot();
+        error!("maintenance link: {}", why);
+    }
+}
+
+/// CPU 0's periodic work: a polled UART is drained; otherwise only a half
+/// frame left by a quiet line is dropped. Never waits for the lock.
+pub fn poll() {
+    let polled = {
+        let Some(mut guard) = LINK.try_lock() else {
+            return;
+        };
+        let Some(l) = guard.as_mut() else { return };
+        if !l.polled {
+            // A dropped half frame is counted by the decoder.
+            let _ = l.endpoint.tick(now_ms());
+        }
+        l.polled
+    };
+    if polled {
+        irq();
+    }
+}
+
+impl Link {
+    fn drain(&mut self) -> Option<After> {
+        let mut verbs = Verbs {
+            after: None,
+            stats: self.endpoint.decoder_stats(),
+        };
+        let mut slot = NoStaging;
+        while let Some(b) = self.uart.get() {
+            verbs.stats = self.endpoint.decoder_stats();
+            // Bad frames are counted by the decoder, and no upload can
+            // complete without a staging slot: nothing to act on.
+            let _ = self
+                .endpoint
+                .push(b, now_ms(), &mut slot, &mut verbs, &mut self.out);
+            if !self.out.is_empty() {
+                self.uart.write_raw(&self.out);
+                self.out.clear();
+            }
+            if verbs.after.is_some() {
+                break;
+            }
+        }
+        verbs.after
+    }
+}
+
+/// The link's clock for the endpoint: milliseconds of the system counter.
+fn now_ms() -> u64 {
+    counter() / (counter_freq() / 1000).max(1)
+}
+
+/// No staging slot in hypervisor memory yet: every upload is refused as
+/// larger than its capacity (docs/maintenance.md, "Not yet").
+struct NoStaging;
+
+impl StagingSlot for NoStaging {
+    fn capacity(&self) -> usize {
+        0
+    }
+    fn write(&mut self, _: usize, _: &[u8]) -> Result<(), StagingError> {
+        Err(StagingError)
+    }
+    fn read(&self, _: usize, _: &mut [u8]) -> Result<(), StagingError> {
+        Err(StagingError)
+    }
+}
+
+/// The control verbs as the endpoint asks for them.
+struct Verbs {
+    after: Option<After>,
+    stats: vmm::maint::decoder::DecoderStats,
+}
+
+const HELP: &str = "commands: help, status [--json] (VMs and aging indicators), images (the image slots), exits (guest exits by kind)
+  rejuvenate (warm reload into a fresh copy of this image: VMs keep running)
+  upgrade (warm reload into the image in the other slot; after an upgrade that is the previous image)
+  reboot (cold reset of the machine), debug-leak <KiB>, debug-rejuvenate-corrupt
+  not served yet: upload (use blinkctl upload), upgrade --confirm-after, confirm, rollback, log
+";
+
+impl Control for Verbs {
+    fn run(&mut self, cmd: Command) -> Result<String, String> {
+        match cmd {
+            Command::Help => Ok(String::from(HELP)),
+            Command::Status { json: false } => Ok(self.status_text()),
+            Command::Status { json: true } => Ok(status_json()),
+            Command::Images => Ok(images_text()),
+            Command::Exits => Ok(alloc::format!("{}\n", stats::report())),
+            Command::Rejuvenate => control::rejuvenate().map(|()| {
+                String::from("rejuvenate: warm reload started; this line answers again once the new image has started\n")
+            }),
+            Command::Upgrade {
+                confirm_after_s: None,
+            } => control::upgrade().map(|()| {
+                String::from("upgrade: warm reload into the other image slot started (no trial: permanent at once)\n")
+            }),
+            Command::Reboot => {
+                self.after = Some(After::Reboot);
+                Ok(String::from("reboot: resetting the machine\n"))
+            }
+            Command::Debug(DebugCommand::Leak { kib }) => {
+                control::leak(kib).map(|()| alloc::format!("debug-leak: leaked {kib} KiB of hypervisor heap\n"))
+            }
+            Command::Debug(DebugCommand::RejuvenateCorrupt) => control::rejuvenate_corrupted()
+                .map(|()| String::from("debug-rejuvenate-corrupt: warm reload with a damaged handoff block started\n")),
+            Command::Debug(DebugCommand::Fault | DebugCommand::Vm) => Err(alloc::format!(
+                "'{}' prints on the console and is served by the console shell only (Ctrl-] h)",
+                cmd.verb()
+            )),
+            Command::Upload => Err(String::from(
+                "upload: the image comes as frames (blinkctl upload); this device has no staging slot yet",
+            )),
+            Command::Upgrade { .. } | Command::Confirm | Command::Rollback | Command::Log => {
+                Err(alloc::format!(
+                    "'{}' is not served yet (trial upgrades and the log are not wired)",
+                    cmd.verb()
+                ))
+            }
+        }
+    }
+
+    /// Only asked for a challenge, which an endpoint without `Access` (a
+    /// development image: this one) never sends. Not unpredictable: a
+    /// production image needs a hardware entropy source here.
+    fn entropy(&mut self) -> [u8; 32] {
+        let mut x = counter();
+        let mut out = [0u8; 32];
+        for c in out.chunks_mut(8) {
+            // splitmix64
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        out
+    }
+}
+
+impl Verbs {
+    fn status_text(&self) -> String {
+        let s = control::status();
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "{} on {}: uptime {} s, generation {}, {} CPUs",
+            crate::VERSION,
+            crate::board::board().name,
+            s.uptime_s,
+            s.generation,
+            s.ncpus
+        );
+        let _ = writeln!(
+            t,
+            "aging: image up {} s, heap {} KiB used of {} KiB ({} bytes requested), largest free block {} KiB",
+            s.image_age_s,
+            s.heap_used / 1024,
+            s.heap_total / 1024,
+            s.heap_requested,
+            s.largest_free_block / 1024
+        );
+        for vm in &s.vms {
+            let _ = writeln!(
+                t,
+                "vm {} '{}': {:?}, {} MiB at {:#x}, {} vCPUs",
+                vm.id,
+                vm.name,
+                vm.state,
+                vm.ram_size >> 20,
+                vm.ram_pa,
+                vm.vcpus
+            );
+        }
+        let _ = writeln!(
+            t,
+            "link: {} text bytes, {} frames, {} bad frames; development image: anyone on this line may change state",
+            self.stats.text_bytes, self.stats.frames, self.stats.errors
+        );
+        t
+    }
+}
+
+fn images_text() -> String {
+    let mut t = String::new();
+    for r in control::images() {
+        let _ = match r.content {
+            Ok(img) => writeln!(
+                t,
+                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, for {}, checksum {:#010x} ok{}",
+                r.index,
+                r.base,
+                r.size / 1024,
+                img.version,
+                img.image_len,
+                img.board,
+                img.image_crc,
+                r.role
+            ),
+            Err(e) => writeln!(
+                t,
+                "image slot {} at {:#x} ({} KiB): {}{}",
+                r.index,
+                r.base,
+                r.size / 1024,
+                e,
+                r.role
+            ),
+        };
+    }
+    t
+}
+
+/// `status --json`: the same facts, one object.
+fn status_json() -> String {
+    let s = control::status();
+    let mut t = String::new();
+    let _ = write!(
+        t,
+        "{{\"version\":{},\"board\":{},\"uptime_s\":{},\"image_age_s\":{},\"generation\":{},\"ncpus\":{},\"heap_used\":{},\"heap_total\":{},\"largest_free_block\":{},\"development\":true,\"vms\":[",
+        json_str(crate::VERSION),
+        json_str(crate::board::board().name),
+        s.uptime_s,
+        s.image_age_s,
+        s.generation,
+        s.ncpus,
+        s.heap_used,
+        s.heap_total,
+        s.largest_free_block
+    );
+    for (i, vm) in s.vms.iter().enumerate() {
+        let _ = write!(
+            t,
+            "{}{{\"id\":{},\"name\":{},\"state\":\"{:?}\",\"ram_bytes\":{},\"vcpus\":{}}}",
+            if i == 0 { "" } else { "," },
+            vm.id,
+            json_str(&vm.name),
+            vm.state,
+            vm.ram_size,
+            vm.vcpus
+        );
+    }
+    t.push_str("]}\n");
+    t
+}
+
+fn json_str(s: &str) -> String {
+    let mut t = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => t.push_str("\\\""),
+            '\\' => t.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(t, "\\u{:04x}", c as u32);
+            }
+            c => t.push(c),
+        }
+    }
+    t.push('"');
+    t
+}
