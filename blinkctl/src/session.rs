@@ -112,8 +112,8 @@ impl Session {
             Code::NoAnswer,
             anyhow!(
                 "no answer from {} to {what} within {:.1} s ({heard}). Is blink running there \
-                 with its maintenance link on this line? (This version of the hypervisor does \
-                 not serve the link yet.)",
+                 with its maintenance link on this line? (It is off when a VM owns that UART \
+                 or the board has none: see the hypervisor's console.)",
                 self.link.name,
                 self.answer_timeout.as_secs_f64()
             ),

@@ -153,6 +153,8 @@ fn test_phases(host_only: bool, tally: &mut Tally) -> Result<ExitCode> {
 
     phase(3, "build the aarch64 images");
     images::build().context("phase 3 (image build) failed")?;
+    // The maintenance-link tests run the host tool as a program.
+    cargo_gate(&["build", "-p", "blinkctl"]).context("phase 3: building blinkctl failed")?;
     // The Linux tests need Debian's kernel; fetched once, then cached.
     let lx = linux::prepare(false).context(
         "phase 3: the Linux guest images (Debian kernel + busybox initramfs) could not be prepared",

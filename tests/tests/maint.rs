@@ -1,0 +1,266 @@
+//! The maintenance link: blink drives the second PL011 (0x0904_0000, SPI 8),
+//! here QEMU's serial on a Unix socket, and `blinkctl` (the real binary,
+//! `target/debug/blinkctl`, built by `cargo xtask test` or `cargo build -p
+//! blinkctl`) talks to it. `status` names the running build and the VMs;
+//! `rejuvenate` reloads the hypervisor under the heartbeat guest, which
+//! counts on, and the new image serves the link again; a burst of random
+//! bytes (text and broken frames) is survived and the next `status` works.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tests::*;
+
+fn beat(line: &str) -> Option<u64> {
+    heartbeat_n("domU0", line)
+}
+
+/// `[hv] maintenance link on /pl011@9040000 (INTID 40, CPU 0): ...`.
+fn link_on() -> Regex {
+    re(r"^\[hv\] maintenance link on /pl011@9040000 \(INTID 40, CPU 0\): ")
+}
+
+fn blinkctl_binary() -> anyhow::Result<PathBuf> {
+    let exe = xtask::target_dir().join("debug").join("blinkctl");
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} is missing: run `cargo build -p blinkctl` (cargo xtask test does)",
+        exe.display()
+    );
+    Ok(exe)
+}
+
+/// Runs `blinkctl -d unix:<sock> <args>`: exit code, stdout, stderr.
+fn blinkctl(sock: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let out = Command::new(blinkctl_binary()?)
+        .arg("-d")
+        .arg(format!("unix:{}", sock.display()))
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Waits until QEMU listens on `sock` (a probe connection, closed again).
+fn wait_listening(sock: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match UnixStream::connect(sock) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => anyhow::bail!("nothing listens on {}: {e}", sock.display()),
+        }
+    }
+}
+
+/// Deterministic noise (xorshift64*).
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}
+
+/// The figures of the reply's `link: <t> text bytes, <f> frames, <e> bad
+/// frames` line.
+fn link_counts(status: &str) -> Option<(u64, u64, u64)> {
+    let c = re(r"(?m)^link: (\d+) text bytes, (\d+) frames, (\d+) bad frames").captures(status)?;
+    Some((c[1].parse().ok()?, c[2].parse().ok()?, c[3].parse().ok()?))
+}
+
+fn maint(gic: u32) -> anyhow::Result<()> {
+    require_images(&["heartbeat"])?;
+    blinkctl_binary()?;
+    let dir = xtask::target_dir().join("xtask");
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join(format!("maint-{}-v{gic}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let mut s = scenario(gic, [VmSpec::guest("domU0", "heartbeat")]);
+    s.extra_args = vec![
+        "-chardev".into(),
+        format!("socket,id=m,path={},server=on,wait=off", sock.display()),
+        "-serial".into(),
+        "chardev:m".into(),
+    ];
+    let mut run = start(&s)?;
+    let banner = run.expect(&hv::banner(2, gic), DEADLINE)?;
+    let version = re(r"^\[hv\] (blink \S+) on ")
+        .captures(&banner)
+        .map(|c| c[1].to_string())
+        .ok_or_else(|| anyhow::anyhow!("no version in {banner:?}"))?;
+    run.expect(&link_on(), DEADLINE)?;
+    run.expect(&started("domU0"), DEADLINE)?;
+    run.expect(&heartbeat("domU0"), DEADLINE)?;
+    wait_listening(&sock)?;
+
+    // status: the running build and the VMs.
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(run, code == 0, "blinkctl status: exit {code}: {err}{out}");
+    check!(
+        run,
+        out.starts_with(&format!("{version} on qemu-virt: ")),
+        "status does not name {version}: {out}"
+    );
+    check!(
+        run,
+        out.contains("generation 0"),
+        "status before any reload: {out}"
+    );
+    check!(
+        run,
+        re(r"(?m)^vm 0 'domU0': Running, 64 MiB at 0x[0-9a-f]+, 1 vCPUs$").is_match(&out),
+        "status does not list the heartbeat VM: {out}"
+    );
+    let (code, out, _) = blinkctl(&sock, &["status", "--json"])?;
+    check!(
+        run,
+        code == 0
+            && out.contains(&format!("\"version\":\"{version}\""))
+            && out.contains("\"name\":\"domU0\""),
+        "status --json: exit {code}: {out}"
+    );
+    // A verb not served yet is refused with a reason (exit code 1).
+    let (code, out, _) = blinkctl(&sock, &["confirm"])?;
+    check!(
+        run,
+        code == 1 && out.contains("not served yet"),
+        "confirm: exit {code}: {out}"
+    );
+
+    // rejuvenate: a warm reload under the heartbeat, the link back after it.
+    let last_beat = last_value(&run, beat);
+    let (code, out, err) = blinkctl(&sock, &["rejuvenate"])?;
+    check!(
+        run,
+        code == 0,
+        "blinkctl rejuvenate: exit {code}: {err}{out}"
+    );
+    check!(
+        run,
+        out.contains("warm reload started"),
+        "rejuvenate answer: {out}"
+    );
+    run.expect(&hv::suspending(1, 1), DEADLINE)?;
+    run.expect(&hv::warm_entry(), DEADLINE)?;
+    run.expect(&link_on(), DEADLINE)?;
+    run.expect(&hv::vm_resumed(0, "domU0"), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 1), DEADLINE)?;
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "heartbeat after the reload",
+        beat,
+        last_beat + 1,
+    )?;
+    let beats: Vec<u64> = run.lines().iter().filter_map(|l| beat(l)).collect();
+    reload::check_continuous(&run, "heartbeat counter", &beats)?;
+    guest::check_started_once(&run, &re("heartbeat: start"), "heartbeat")?;
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.contains("generation 1"),
+        "status after the reload: exit {code}: {err}{out}"
+    );
+    let before = link_counts(&out).ok_or_else(|| anyhow::anyhow!("no link line: {out}"))?;
+
+    // Line noise: 8 KiB of random bytes straight onto the line (text for
+    // the console, zeros opening frames that never check out), then a
+    // valid command.
+    let burst = noise(0x6d61_696e_7431_u64 ^ gic as u64, 8192);
+    // Text up to the first zero; from there each zero closes a frame that
+    // does not check out (a bad frame) and opens the next.
+    let zeros = burst.iter().filter(|&&b| b == 0).count() as u64;
+    {
+        let mut line = UnixStream::connect(&sock)?;
+        line.write_all(&burst)?;
+        // Read what comes back (echo, error answers) until the line is
+        // quiet, so that the device has taken all of it.
+        line.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut buf = [0u8; 4096];
+        let until = Instant::now() + DEADLINE;
+        while Instant::now() < until {
+            match line.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.contains(&format!("{version} on qemu-virt: ")),
+        "status after the noise: exit {code}: {err}{out}"
+    );
+    let after = link_counts(&out).ok_or_else(|| anyhow::anyhow!("no link line: {out}"))?;
+    check!(
+        run,
+        after.0 > before.0 && after.2 >= before.2 + zeros / 2,
+        "the noise ({zeros} zero bytes) did not reach the link: (text, frames, bad) {before:?} -> {after:?}"
+    );
+    more_heartbeats(&mut run, "domU0", 2, "heartbeats after the noise")?;
+    run.assert_absent(&hv::tagged(&[
+        hv::Tag::Fatal,
+        hv::Tag::Panic,
+        hv::Tag::Warn,
+        hv::Tag::Error,
+    ]))?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+/// QEMU with one `-serial`: no node for the maintenance UART; blink says
+/// so once and runs without the link.
+fn without_second_serial(gic: u32) -> anyhow::Result<()> {
+    require_images(&["heartbeat"])?;
+    let mut run = start(&scenario(gic, [VmSpec::guest("domU0", "heartbeat")]))?;
+    run.expect(
+        &re(r"^\[hv\] maintenance link off: the device tree has no UART at 0x9040000 \(QEMU: give a second -serial\)$"),
+        DEADLINE,
+    )?;
+    run.expect(&heartbeat("domU0"), DEADLINE)?;
+    check!(
+        run,
+        run.find_all(&re(r"maintenance link")).len() == 1,
+        "the link's state said more than once"
+    );
+    run.assert_absent(&hv::tagged(&[
+        hv::Tag::Fatal,
+        hv::Tag::Panic,
+        hv::Tag::Warn,
+        hv::Tag::Error,
+    ]))?;
+    Ok(())
+}
+
+mod link {
+    use super::*;
+    on_both_gics!(maint);
+}
+
+mod no_link {
+    use super::*;
+    on_both_gics!(without_second_serial);
+}
