@@ -245,12 +245,13 @@ impl Control for Verbs {
             Command::Upload => Err(String::from(
                 "upload: the image comes as frames (blinkctl upload); this device has no staging slot yet",
             )),
-            Command::Upgrade { .. } | Command::Confirm | Command::Rollback | Command::Log => {
-                Err(alloc::format!(
-                    "'{}' is not served yet (trial upgrades and the log are not wired)",
-                    cmd.verb()
-                ))
-            }
+            Command::Upgrade { .. } => Err(String::from(
+                "upgrade --confirm-after: trial upgrades are not served yet; a plain 'upgrade' reloads into the other image slot",
+            )),
+            Command::Confirm | Command::Rollback | Command::Log => Err(alloc::format!(
+                "'{}' is not served yet (trial upgrades and the log are not wired)",
+                cmd.verb()
+            )),
         }
     }
 
