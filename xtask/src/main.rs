@@ -126,6 +126,10 @@ struct ScenarioArgs {
     /// 500; sets /chosen/blink,rejuvenate-interval-ms).
     #[arg(long, value_name = "MS")]
     reload_every: Option<u32>,
+    /// Give `virt` a second serial port, the maintenance link's UART, as a
+    /// Unix socket QEMU listens on: `blinkctl -d unix:PATH status`.
+    #[arg(long, value_name = "PATH")]
+    maint_socket: Option<PathBuf>,
 }
 
 #[derive(Args)]

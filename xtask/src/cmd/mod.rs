@@ -36,6 +36,18 @@ impl ScenarioArgs {
             s.next_image = Some(images::next_image_for(s.machine));
         }
         s.reload_every_ms = self.reload_every;
+        if let Some(sock) = &self.maint_socket {
+            if s.machine == Machine::Virt {
+                s.extra_args.extend([
+                    "-chardev".to_string(),
+                    format!("socket,id=maint,path={},server=on,wait=off", sock.display()),
+                    "-serial".to_string(),
+                    "chardev:maint".to_string(),
+                ]);
+            } else {
+                eprintln!("xtask: --maint-socket: only qemu-virt has a maintenance UART; ignored");
+            }
+        }
         for (i, guest) in self.guests.iter().enumerate() {
             let name = format!("domU{i}");
             let is_path = guest.contains('/') || guest.ends_with(".bin");
