@@ -154,6 +154,14 @@ fn maint(gic: u32) -> anyhow::Result<()> {
         out.contains("warm reload started"),
         "rejuvenate answer: {out}"
     );
+    // Asked at once, while the reload may still be under way: answered,
+    // and by the new image (the old one leaves input for it).
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.contains("generation 1,"),
+        "status right after rejuvenate: exit {code}: {err}{out}"
+    );
     run.expect(&hv::suspending(1, 1), DEADLINE)?;
     run.expect(&hv::warm_entry(), DEADLINE)?;
     run.expect(&link_on(), DEADLINE)?;
@@ -172,7 +180,7 @@ fn maint(gic: u32) -> anyhow::Result<()> {
     let (code, out, err) = blinkctl(&sock, &["status"])?;
     check!(
         run,
-        code == 0 && out.contains("generation 1"),
+        code == 0 && out.contains("generation 1,"),
         "status after the reload: exit {code}: {err}{out}"
     );
     let before = link_counts(&out).ok_or_else(|| anyhow::anyhow!("no link line: {out}"))?;

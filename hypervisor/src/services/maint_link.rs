@@ -21,11 +21,12 @@ use super::control;
 use crate::arch::aarch64::gic::gic;
 use crate::arch::aarch64::sysreg::{counter, counter_freq};
 use crate::drivers::uart::Pl011;
-use crate::vcpu::stats;
 use crate::vcpu::vm::Vm;
+use crate::vcpu::{quiesce, stats};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
 use log::{error, info};
 use spin::Mutex;
 use vmm::config::HostUart;
@@ -42,6 +43,13 @@ struct Link {
 }
 
 static LINK: Mutex<Option<Link>> = Mutex::new(None);
+
+/// Input may already wait in the UART when an image starts (sent during
+/// a warm reload, or noise before a cold boot). Enabling the interrupt
+/// clears it, and the PL011 raises it again only once its FIFO was empty:
+/// CPU 0's first poll drains the FIFO (once the machine is published,
+/// which the verbs need).
+static DRAIN_AT_START: AtomicBool = AtomicBool::new(false);
 
 /// Boot, once the VMs exist (cold or resumed): take the maintenance UART
 /// unless there is none or a VM owns it, saying which in one line.
@@ -103,6 +111,7 @@ pub fn start(
         polled: intid.is_none(),
         out: Vec::new(),
     });
+    DRAIN_AT_START.store(true, Ordering::Release);
     match intid {
         Some(i) => info!(
             "maintenance link on {} (INTID {}, CPU 0): console and blinkctl frames; development image: anyone on the line may change state",
@@ -137,6 +146,9 @@ pub fn irq() {
 /// CPU 0's periodic work: a polled UART is drained; otherwise only a half
 /// frame left by a quiet line is dropped. Never waits for the lock.
 pub fn poll() {
+    if DRAIN_AT_START.load(Ordering::Relaxed) && DRAIN_AT_START.swap(false, Ordering::AcqRel) {
+        return irq();
+    }
     let polled = {
         let Some(mut guard) = LINK.try_lock() else {
             return;
@@ -160,7 +172,17 @@ impl Link {
             stats: self.endpoint.decoder_stats(),
         };
         let mut slot = NoStaging;
-        while let Some(b) = self.uart.get() {
+        // Once a reload has been asked for (by this line or another front
+        // end), input waits in the UART for the next image: this one would
+        // answer for the image that is about to go. Its interrupt is masked
+        // meanwhile, or the level interrupt, never drained, would keep CPU 0
+        // from ever reaching the reload; the next image unmasks it.
+        loop {
+            if quiesce::requested() {
+                self.uart.disable_rx_interrupt();
+                break;
+            }
+            let Some(b) = self.uart.get() else { break };
             verbs.stats = self.endpoint.decoder_stats();
             // Bad frames are counted by the decoder, and no upload can
             // complete without a staging slot: nothing to act on.

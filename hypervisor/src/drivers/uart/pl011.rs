@@ -63,7 +63,8 @@ impl Pl011 {
     }
 
     /// Take over a UART nobody set up (the maintenance link's): 8N1 with
-    /// FIFOs, transmitter and receiver on, received data drained. The baud
+    /// FIFOs, transmitter and receiver on. Received data is kept (after a
+    /// warm reload it may be a command sent during the reload). The baud
     /// rate is left as the firmware set it (QEMU ignores it; a real board's
     /// firmware configures it from its config file).
     pub fn init_8n1(&mut self) {
@@ -73,7 +74,12 @@ impl Pl011 {
             write_volatile(self.reg(LCR_H), LCR_H_8N1_FIFO);
             write_volatile(self.reg(CR), CR_ENABLED);
         }
-        while self.get().is_some() {}
+    }
+
+    /// Raise no interrupt (received data stays in the FIFO).
+    pub fn disable_rx_interrupt(&mut self) {
+        // SAFETY: as in `put`.
+        unsafe { write_volatile(self.reg(IMSC), 0) };
     }
 
     /// Raise the UART's interrupt when received data is waiting.
