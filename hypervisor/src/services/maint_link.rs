@@ -51,6 +51,10 @@ static LINK: Mutex<Option<Link>> = Mutex::new(None);
 /// which the verbs need).
 static DRAIN_AT_START: AtomicBool = AtomicBool::new(false);
 
+/// The UART's interrupt is masked for a reload in progress; if the reload
+/// is abandoned (this image goes on), CPU 0's poll unmasks it again.
+static MASKED_FOR_RELOAD: AtomicBool = AtomicBool::new(false);
+
 /// Boot, once the VMs exist (cold or resumed): take the maintenance UART
 /// unless there is none or a VM owns it, saying which in one line.
 /// `node` is the device tree's node at the board's maintenance UART
@@ -149,6 +153,18 @@ pub fn poll() {
     if DRAIN_AT_START.load(Ordering::Relaxed) && DRAIN_AT_START.swap(false, Ordering::AcqRel) {
         return irq();
     }
+    if MASKED_FOR_RELOAD.load(Ordering::Relaxed)
+        && !quiesce::requested()
+        && MASKED_FOR_RELOAD.swap(false, Ordering::AcqRel)
+    {
+        // The reload was abandoned: listen again, and take what waited.
+        if let Some(l) = LINK.lock().as_mut() {
+            if !l.polled {
+                l.uart.enable_rx_interrupt();
+            }
+        }
+        return irq();
+    }
     let polled = {
         let Some(mut guard) = LINK.try_lock() else {
             return;
@@ -180,6 +196,7 @@ impl Link {
         loop {
             if quiesce::requested() {
                 self.uart.disable_rx_interrupt();
+                MASKED_FOR_RELOAD.store(true, Ordering::Release);
                 break;
             }
             let Some(b) = self.uart.get() else { break };
