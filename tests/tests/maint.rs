@@ -5,6 +5,8 @@
 //! `rejuvenate` reloads the hypervisor under the heartbeat guest, which
 //! counts on, and the new image serves the link again; a burst of random
 //! bytes (text and broken frames) is survived and the next `status` works.
+//! The same `rejuvenate` under Linux; and without a second `-serial` the
+//! link is off, said once.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -263,9 +265,93 @@ fn without_second_serial(gic: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+const LINUX_DEADLINE: Duration = Duration::from_secs(240);
+
+/// Linux (2 vCPUs) and the heartbeat: `blinkctl rejuvenate` under a
+/// running kernel; its counter service counts on, same boot.
+fn linux_rejuvenate(gic: u32) -> anyhow::Result<()> {
+    xtask::linux::require()?;
+    require_images(&["heartbeat"])?;
+    blinkctl_binary()?;
+    let dir = xtask::target_dir().join("xtask");
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join(format!("maint-linux-{}-v{gic}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let mut s = scenario(
+        gic,
+        [
+            VmSpec::linux("domU0").cpus(2),
+            VmSpec::guest("domU1", "heartbeat"),
+        ],
+    );
+    s.extra_args = vec![
+        "-chardev".into(),
+        format!("socket,id=m,path={},server=on,wait=off", sock.display()),
+        "-serial".into(),
+        "chardev:m".into(),
+    ];
+    let mut run = start(&s)?;
+    run.fail_on(re(
+        r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls",
+    ));
+    run.expect(&link_on(), DEADLINE)?;
+    run.expect(
+        &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
+        LINUX_DEADLINE,
+    )?;
+    let counter = tests::guest::linux_counter_n;
+    wait_beyond(&mut run, LINUX_DEADLINE, "Linux counting", counter, 1)?;
+    wait_listening(&sock)?;
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0
+            && re(r"(?m)^vm 0 'domU0': Running, \d+ MiB at 0x[0-9a-f]+, 2 vCPUs$").is_match(&out)
+            && re(r"(?m)^vm 1 'domU1': Running, ").is_match(&out),
+        "status with Linux: exit {code}: {err}{out}"
+    );
+    let last = last_value(&run, counter);
+    let (code, out, err) = blinkctl(&sock, &["rejuvenate"])?;
+    check!(
+        run,
+        code == 0,
+        "blinkctl rejuvenate: exit {code}: {err}{out}"
+    );
+    run.expect(&hv::suspending(2, 1), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 2), DEADLINE)?;
+    wait_beyond(
+        &mut run,
+        LINUX_DEADLINE,
+        "Linux counting after the reload",
+        counter,
+        last + 2,
+    )?;
+    let counts: Vec<u64> = run.lines().iter().filter_map(|l| counter(l)).collect();
+    reload::check_continuous(&run, "Linux counter", &counts)?;
+    guest::check_started_once(&run, &re(r"^\[domU0\] init: ready"), "Linux")?;
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.contains("generation 1,"),
+        "status after the reload: exit {code}: {err}{out}"
+    );
+    run.assert_absent(&hv::tagged(&[
+        hv::Tag::Fatal,
+        hv::Tag::Panic,
+        hv::Tag::Error,
+    ]))?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
 mod link {
     use super::*;
     on_both_gics!(maint);
+}
+
+mod linux {
+    use super::*;
+    on_both_gics!(linux_rejuvenate);
 }
 
 mod no_link {
