@@ -130,6 +130,11 @@ struct ScenarioArgs {
     /// Unix socket QEMU listens on: `blinkctl -d unix:PATH status`.
     #[arg(long, value_name = "PATH")]
     maint_socket: Option<PathBuf>,
+    /// The heartbeat guests' full report, two long lines a second (what the
+    /// tests parse), instead of `heartbeat.report=quiet`: a short line every
+    /// 10 s and one for any gap over 50 ms, so the Linux shell stays readable.
+    #[arg(long)]
+    verbose_guests: bool,
 }
 
 #[derive(Args)]
