@@ -71,6 +71,11 @@ enum Cmd {
         /// few minutes instead of the full set; no plot).
         #[arg(long)]
         quick: bool,
+        /// `reload` only: the machine, `virt` (QEMU virt), `rpi4` (QEMU
+        /// raspi4b: 4 CPUs, guest RAM up to 512 MiB) or `all` (both, and
+        /// their blackouts side by side).
+        #[arg(long, default_value = "virt", value_parser = ["virt", "rpi4", "all"])]
+        board: String,
     },
 }
 
@@ -158,7 +163,7 @@ fn main() -> ExitCode {
         Cmd::Dtb { scenario, out } => cmd::dtb::run(scenario, out),
         Cmd::Linux { refresh } => cmd::linux::run(refresh),
         Cmd::Sdcard { scenario } => cmd::sdcard::run(scenario),
-        Cmd::Bench { what, quick } => cmd::bench::run(&what, quick),
+        Cmd::Bench { what, quick, board } => cmd::bench::run(&what, quick, &board),
     };
     match result {
         Ok(code) => code,

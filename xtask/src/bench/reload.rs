@@ -1,5 +1,6 @@
 //! `cargo xtask bench reload`: a warm reload's blackout as the guest sees
-//! it against a cold reboot of the machine, for guest RAM of 64 MiB .. 2 GiB.
+//! it against a cold reboot of the machine, for guest RAM of 64 MiB .. 2 GiB
+//! on QEMU `virt`, and 64 .. 512 MiB on QEMU `raspi4b` (`--board`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,12 +10,19 @@ use anyhow::{bail, Context, Result};
 use regex::Regex;
 
 use super::log_line_chart;
+use crate::machine::{raspi4b, Machine};
 use crate::{images, QemuRun, Scenario, VmSpec};
 
 /// Guest RAM sizes of `bench reload`, MiB. The test guests map guest RAM
 /// 0x4000_0000..0xC000_0000 (guests/src/rt/boot.rs), so 2 GiB is the most a
 /// heartbeat guest can have.
 const RELOAD_RAM_MIB: [u64; 4] = [64, 256, 1024, 2048];
+/// Guest RAM sizes on `raspi4b`, MiB. The model has 2 GiB, but its tree
+/// gives the ARM only 0..960 MiB (the rest is the VideoCore's), of which
+/// the hypervisor keeps 64 MiB and the device tree and modules sit at
+/// 128 MiB; with Linux's 256 MiB beside it, 512 MiB is the largest
+/// power of two the heartbeat guest still gets.
+const RPI4_RAM_MIB: [u64; 3] = [64, 256, 512];
 /// Machine CPUs: 1 (the reload path alone) and 2 (plus the hand-shakes with
 /// a secondary CPU: park, PSCI CPU_OFF, CPU_ON).
 const RELOAD_CPUS: [u32; 2] = [1, 2];
@@ -41,13 +49,19 @@ struct ReloadResult {
     cold_us: u64,
     /// `reboot` command -> Linux at `/init` (its VM's counter offset plus
     /// the uptime /init reports, so slightly early: Linux starts its clock
-    /// a little after the VM starts).
-    cold_linux_us: u64,
+    /// a little after the VM starts); None in a run without Linux.
+    cold_linux_us: Option<u64>,
     /// `reboot` line -> heartbeat start line, host clock, milliseconds.
     cold_host_ms: f64,
     /// Reloads (generations) repeated because the guest's report did not
     /// contain their gap.
     unattributed: Vec<usize>,
+}
+
+/// The cold path until the guests are back at work: Linux at /init if it
+/// ran, the heartbeat's start otherwise.
+fn cold(r: &ReloadResult) -> u64 {
+    r.cold_linux_us.unwrap_or(0).max(r.cold_us)
 }
 
 fn median(v: &[u64]) -> u64 {
@@ -91,19 +105,111 @@ fn reload_modes(cpus: u32) -> impl Iterator<Item = bool> {
 /// compared are the heartbeat guest's).
 const RELOAD_LINUX_MIB: u64 = 256;
 
-fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
+/// The machines of `bench reload --board`: `virt`, `rpi4` or `all` (both,
+/// and a table of their blackouts side by side).
+pub fn boards(board: &str) -> Result<Vec<Machine>> {
+    Ok(match board {
+        "virt" | "qemu-virt" => vec![Machine::Virt],
+        "rpi4" => vec![Machine::Raspi4b],
+        "all" => Machine::ALL.to_vec(),
+        other => bail!("unknown board {other:?} (virt, rpi4 or all)"),
+    })
+}
+
+/// One configuration to measure on a machine: CPUs, icount, guest RAM,
+/// and whether Linux runs beside the heartbeat guest.
+struct Config {
+    machine: Machine,
+    cpus: u32,
+    icount: bool,
+    rams: Vec<u64>,
+    linux: bool,
+}
+
+/// What `bench reload` measures on `machine`. On `raspi4b` the model fixes
+/// 4 CPUs, so there is no 1-CPU run, and under icount the heartbeat guest
+/// runs alone: Linux on a CPU of its own beside the CPU-bound heartbeat
+/// crawls there as on `virt` with 2 CPUs (see [`reload_modes`]; still in
+/// its first 0.0 s of boot after two minutes), so the icount cold figure is
+/// the heartbeat's and Linux's cold boot is measured in wall-clock mode.
+fn configs(machine: Machine, quick: bool) -> Vec<Config> {
+    match machine {
+        Machine::Virt => {
+            let cpu_list: &[u32] = if quick {
+                &RELOAD_CPUS[..1]
+            } else {
+                &RELOAD_CPUS
+            };
+            let rams: Vec<u64> = if quick {
+                vec![RELOAD_RAM_MIB[0], RELOAD_RAM_MIB[3]]
+            } else {
+                RELOAD_RAM_MIB.to_vec()
+            };
+            cpu_list
+                .iter()
+                .flat_map(|&cpus| {
+                    let rams = rams.clone();
+                    reload_modes(cpus).map(move |icount| Config {
+                        machine,
+                        cpus,
+                        icount,
+                        rams: rams.clone(),
+                        linux: true,
+                    })
+                })
+                .collect()
+        }
+        Machine::Raspi4b => {
+            let rams: Vec<u64> = if quick {
+                vec![RPI4_RAM_MIB[0], RPI4_RAM_MIB[2]]
+            } else {
+                RPI4_RAM_MIB.to_vec()
+            };
+            [true, false]
+                .into_iter()
+                .map(|icount| Config {
+                    machine,
+                    cpus: raspi4b::CPUS,
+                    icount,
+                    rams: rams.clone(),
+                    linux: !icount,
+                })
+                .collect()
+        }
+    }
+}
+
+/// Short name of a machine in the tables.
+fn machine_name(machine: Machine) -> &'static str {
+    match machine {
+        Machine::Virt => "virt",
+        Machine::Raspi4b => "raspi4b",
+    }
+}
+
+fn reload_run(c: &Config, ram_mib: u64) -> Result<ReloadResult> {
+    let (machine, cpus, icount) = (c.machine, c.cpus, c.icount);
     let mode = if icount { "icount" } else { "wall-clock" };
-    // GICv3. With 2 CPUs the reload also parks and powers off a secondary,
-    // as on a real machine; with 1 it shows the path's own cost. Machine
-    // RAM leaves room for the hypervisor region and the modules below the
-    // VMs. Linux (1 vCPU) runs beside the heartbeat guest, so that the cold
+    // virt: GICv3. With 2 CPUs the reload also parks a secondary in the
+    // holding pen, as on a real machine; with 1 it shows the path's own
+    // cost. Machine RAM leaves room for the hypervisor region and the
+    // modules below the VMs. raspi4b: GICv2, 4 CPUs and 2 GiB, all fixed.
+    // Linux (1 vCPU) runs beside the heartbeat guest, so that the cold
     // reboot is measured until the guests are back at work: the heartbeat
     // counting and Linux at /init.
-    let mut s = Scenario::new(3)
-        .smp(cpus)
-        .vm(VmSpec::guest("domU0", "heartbeat").mem_mib(ram_mib))
-        .vm(VmSpec::linux("domU1").cpus(1).mem_mib(RELOAD_LINUX_MIB));
-    s.mem_mib = ram_mib + RELOAD_LINUX_MIB + 1024;
+    let mut s = match machine {
+        Machine::Virt => {
+            let mut s = Scenario::new(3).smp(cpus);
+            s.mem_mib = ram_mib + RELOAD_LINUX_MIB + 1024;
+            s
+        }
+        Machine::Raspi4b => Scenario::raspi4b(),
+    }
+    .vm(VmSpec::guest("domU0", "heartbeat").mem_mib(ram_mib));
+    if c.linux {
+        s = s.vm(VmSpec::linux("domU1").cpus(1).mem_mib(RELOAD_LINUX_MIB));
+    }
+    let vms = if c.linux { 2 } else { 1 };
     s.icount = icount;
     let mut run = QemuRun::start(&s)?;
     run.fail_on(Regex::new(r"FATAL|PANIC|\] ERROR|Kernel panic")?);
@@ -112,8 +218,9 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     )?;
     // The first boot is cold: its line gives the heartbeat VM's counter
     // offset, to place the guest's largest gap on the system counter.
+    // The Linux VM's offset, if there is one, is the third capture.
     let cold_line = Regex::new(
-        r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+), (\d+)\]$",
+        r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+)(?:, (\d+))?\]$",
     )?;
     let l = run.expect(&cold_line, RELOAD_TIMEOUT)?;
     let beat_cntvoff: u64 = cold_line.captures(&l).context("cold boot line")?[2].parse()?;
@@ -124,12 +231,12 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
         RELOAD_TIMEOUT,
         "Linux at /init and the heartbeat counting",
         |lines| {
-            (lines.iter().any(|l| linux_ready.is_match(l))
+            ((!c.linux || lines.iter().any(|l| linux_ready.is_match(l)))
                 && lines.iter().any(|l| beat2.is_match(l)))
             .then_some(())
         },
     )
-    .with_context(|| format!("Linux at /init beside a {ram_mib} MiB heartbeat guest ({mode})"))?;
+    .with_context(|| format!("the {ram_mib} MiB heartbeat guest (and Linux at /init) ({mode})"))?;
     run.send(b"\x1dh")?;
     run.expect(
         "console input now goes to the hypervisor shell",
@@ -145,16 +252,16 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
         .iter()
         .find_map(|l| start_line.captures(l).and_then(|c| c[1].parse().ok()))
         .context("no heartbeat start line with the counter frequency")?;
-    let reload_line = Regex::new(
-        r"^\[hv\] reload: generation (\d+), 2 VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;(.*)$",
-    )?;
+    let reload_line = Regex::new(&format!(
+        r"^\[hv\] reload: generation (\d+), {vms} VMs resumed; request to resume \d+ us, VMs paused for (\d+) us;(.*)$"
+    ))?;
     let mut r = ReloadResult {
         blackout_us: Vec::new(),
         paused_us: Vec::new(),
         phases: Vec::new(),
         cold_to_entry_us: 0,
         cold_us: 0,
-        cold_linux_us: 0,
+        cold_linux_us: None,
         cold_host_ms: 0.0,
         unattributed: Vec::new(),
     };
@@ -253,19 +360,16 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     let l = run.expect(&reboot_line, RELOAD_TIMEOUT)?;
     let t_host = std::time::Instant::now();
     let t_reboot: u64 = reboot_line.captures(&l).context("reboot line")?[1].parse()?;
-    let cold_line = Regex::new(
-        r"cold boot: image entered at counter (\d+), VMs started at counter \d+, counter offsets \[(\d+), (\d+)\]$",
-    )?;
     let l = run
         .expect(&cold_line, RELOAD_TIMEOUT)
         .context("the machine did not boot again after `reboot`")?;
-    let c = cold_line.captures(&l).context("cold boot line")?;
-    let (t_entry, cntvoff, cntvoff_linux): (u64, u64, u64) =
-        (c[1].parse()?, c[2].parse()?, c[3].parse()?);
+    let caps = cold_line.captures(&l).context("cold boot line")?;
+    let (t_entry, cntvoff): (u64, u64) = (caps[1].parse()?, caps[2].parse()?);
+    let cntvoff_linux: Option<u64> = caps.get(3).map(|m| m.as_str().parse()).transpose()?;
     let l = run.expect(&start_line, RELOAD_TIMEOUT)?;
     r.cold_host_ms = t_host.elapsed().as_secs_f64() * 1e3;
-    let c = start_line.captures(&l).context("heartbeat start line")?;
-    let (freq, guest_start): (u64, u64) = (c[1].parse()?, c[2].parse()?);
+    let caps = start_line.captures(&l).context("heartbeat start line")?;
+    let (freq, guest_start): (u64, u64) = (caps[1].parse()?, caps[2].parse()?);
     if t_entry < t_reboot {
         bail!("the system counter went back across the reset ({t_reboot} -> {t_entry}): the cold path cannot be measured in counter time");
     }
@@ -279,6 +383,9 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
     // Linux is at /init, in whichever order.
     let from = run.cursor();
     let beat1 = Regex::new(r"^\[domU0\] heartbeat: n=1 ")?;
+    let Some(cntvoff_linux) = cntvoff_linux else {
+        return Ok(r);
+    };
     let l = run
         .wait_until(
             RELOAD_TIMEOUT,
@@ -293,45 +400,44 @@ fn reload_run(cpus: u32, ram_mib: u64, icount: bool) -> Result<ReloadResult> {
         )
         .context("the guests did not come back after the cold reboot")?;
     let uptime: f64 = linux_ready.captures(&l).context("ready line")?[1].parse()?;
-    r.cold_linux_us = us(cntvoff_linux - t_reboot) + (uptime * 1e6) as u64;
+    r.cold_linux_us = Some(us(cntvoff_linux - t_reboot) + (uptime * 1e6) as u64);
     Ok(r)
 }
 
-/// Warm reload against cold reboot, for guest RAM of 64 MiB .. 2 GiB, on 1
-/// and 2 CPUs, in icount and wall-clock mode. `quick`: only 1 CPU with the
-/// smallest and largest RAM (for working on the reload path).
-pub fn reload(quick: bool) -> Result<()> {
-    let cpu_list: &[u32] = if quick {
-        &RELOAD_CPUS[..1]
-    } else {
-        &RELOAD_CPUS
-    };
-    let rams: Vec<u64> = if quick {
-        vec![RELOAD_RAM_MIB[0], RELOAD_RAM_MIB[3]]
-    } else {
-        RELOAD_RAM_MIB.to_vec()
-    };
-    let modes = |cpus: u32| reload_modes(cpus);
+/// Warm reload against cold reboot on each of `machines`: on `virt` for
+/// guest RAM of 64 MiB .. 2 GiB, on 1 and 2 CPUs, in icount and wall-clock
+/// mode; on `raspi4b` for 64 .. 512 MiB on its 4 CPUs, in both modes.
+/// `quick`: on `virt` only 1 CPU, and everywhere only the smallest and
+/// largest RAM (for working on the reload path). With both machines a
+/// last table puts their blackouts side by side.
+pub fn reload(quick: bool, machines: &[Machine]) -> Result<()> {
+    let configs: Vec<Config> = machines.iter().flat_map(|&m| configs(m, quick)).collect();
     images::require_hypervisor_image()?;
     images::require_guest_image("heartbeat")?;
     crate::linux::require()?;
-    let mut results: BTreeMap<(u32, bool, u64), ReloadResult> = BTreeMap::new();
-    for &cpus in cpu_list {
-        for icount in modes(cpus) {
-            for &ram in &rams {
-                let mode = if icount { "icount" } else { "wall-clock" };
-                eprintln!("bench reload: {cpus} CPUs, {ram} MiB guest, {mode} ...");
-                let r = reload_run(cpus, ram, icount)?;
-                eprintln!(
-                    "bench reload: {cpus} CPUs, {ram} MiB {mode}: blackouts {:?} us, paused {:?} us, cold {} us (heartbeat), {} us (Linux /init)",
-                    r.blackout_us, r.paused_us, r.cold_us, r.cold_linux_us
-                );
-                results.insert((cpus, icount, ram), r);
-            }
+    if machines.contains(&Machine::Raspi4b) {
+        crate::rpi4_dtb::prepare(false).context("fetching the Raspberry Pi 4 device tree")?;
+    }
+    type Key = (&'static str, u32, bool, u64);
+    let mut results: BTreeMap<Key, ReloadResult> = BTreeMap::new();
+    for c in &configs {
+        let name = machine_name(c.machine);
+        for &ram in &c.rams {
+            let mode = if c.icount { "icount" } else { "wall-clock" };
+            eprintln!(
+                "bench reload: {name}, {} CPUs, {ram} MiB guest, {mode} ...",
+                c.cpus
+            );
+            let r = reload_run(c, ram)?;
+            eprintln!(
+                "bench reload: {name}, {} CPUs, {ram} MiB {mode}: blackouts {:?} us, paused {:?} us, cold {} us (heartbeat), {:?} us (Linux /init)",
+                c.cpus, r.blackout_us, r.paused_us, r.cold_us, r.cold_linux_us
+            );
+            results.insert((name, c.cpus, c.icount, ram), r);
         }
     }
     let mut t = String::new();
-    writeln!(t, "\nWarm reload (rejuvenate) vs cold reboot: heartbeat guest (RAM as listed) + Linux ({RELOAD_LINUX_MIB} MiB, 1 vCPU), GICv3, {RELOADS} reloads each")?;
+    writeln!(t, "\nWarm reload (rejuvenate) vs cold reboot: heartbeat guest (RAM as listed) + Linux ({RELOAD_LINUX_MIB} MiB, 1 vCPU), {RELOADS} reloads each")?;
     writeln!(t, "  blackout  the heartbeat guest's gap (its virtual counter not advancing) that overlaps the pause (median of {RELOADS}):")?;
     writeln!(
         t,
@@ -341,11 +447,11 @@ pub fn reload(quick: bool) -> Result<()> {
         t,
         "  paused    the hypervisor's own figure, all vCPUs stopped -> VMs resumed (median)"
     )?;
-    writeln!(t, "  cold      `reboot` (PSCI SYSTEM_RESET) -> heartbeat guest's main() running again, in system-counter time,")?;
-    writeln!(t, "            which runs on across the reset: VM's counter offset + guest's counter at its start line - counter")?;
+    writeln!(t, "  cold      `reboot` (PSCI SYSTEM_RESET; raspi4b: the PM watchdog) -> heartbeat guest's main() running again, in")?;
+    writeln!(t, "            system-counter time, which runs on across the reset: VM's counter offset + guest's counter at its")?;
     writeln!(
         t,
-        "            at `reboot`; reset->entry is the part until the new hypervisor image runs"
+        "            start line - counter at `reboot`; reset->entry is the part until the new hypervisor image runs"
     )?;
     writeln!(t, "  cold→init `reboot` -> Linux at /init (its VM's counter offset + the uptime /init prints); the guests are")?;
     writeln!(
@@ -353,14 +459,32 @@ pub fn reload(quick: bool) -> Result<()> {
         "            back at work only then, so cold÷warm uses this figure"
     )?;
     writeln!(t, "  cold host host clock between the `reboot` line and the guest's start line as read by xtask")?;
-    writeln!(t, "  icount: -icount shift=0, 1 us of counter time = 1000 instructions, deterministic; wall: TCG, noisy\n")?;
-    for (cpus, icount) in cpu_list.iter().flat_map(|&c| modes(c).map(move |i| (c, i))) {
+    writeln!(t, "  icount: -icount shift=0, 1 us of counter time = 1000 instructions, deterministic; wall: TCG, noisy")?;
+    if machines.contains(&Machine::Raspi4b) {
+        writeln!(t, "  raspi4b: GICv2, 4 CPUs and 2 GiB fixed by the model; guest RAM at most {} MiB there: the tree gives the ARM", RPI4_RAM_MIB[2])?;
+        writeln!(t, "           960 MiB, 64 of them the hypervisor's, the tree and modules at 128 MiB, Linux 256 MiB (not 2 GiB as on virt)")?;
+    }
+    writeln!(t)?;
+    for c in &configs {
+        let name = machine_name(c.machine);
+        let cpus = c.cpus;
+        let icount = c.icount;
+        let rams = &c.rams;
         let mode = if icount {
             "icount (us of guest time = 1000 insns)"
         } else {
             "wall-clock (us)"
         };
-        writeln!(t, "{cpus} CPU(s), {mode}")?;
+        let gic = match c.machine {
+            Machine::Virt => "GICv3",
+            Machine::Raspi4b => "GIC-400 (GICv2)",
+        };
+        let alone = if c.linux {
+            ""
+        } else {
+            ", heartbeat guest alone (no Linux: cold is the heartbeat's)"
+        };
+        writeln!(t, "{name}, {gic}, {cpus} CPU(s), {mode}{alone}")?;
         writeln!(
             t,
             "{:>8} {:>12} {:>10} {:>14} {:>12} {:>14} {:>12} {:>12}",
@@ -373,8 +497,8 @@ pub fn reload(quick: bool) -> Result<()> {
             "cold÷warm",
             "cold host ms"
         )?;
-        for &ram in &rams {
-            let r = &results[&(cpus, icount, ram)];
+        for &ram in rams {
+            let r = &results[&(name, cpus, icount, ram)];
             let warm = median(&r.blackout_us);
             writeln!(
                 t,
@@ -384,17 +508,17 @@ pub fn reload(quick: bool) -> Result<()> {
                 median(&r.paused_us),
                 r.cold_to_entry_us,
                 r.cold_us,
-                r.cold_linux_us,
-                r.cold_linux_us.max(r.cold_us) as f64 / warm.max(1) as f64,
+                r.cold_linux_us.map_or("-".to_string(), |v| v.to_string()),
+                cold(r) as f64 / warm.max(1) as f64,
                 r.cold_host_ms
             )?;
         }
-        let b = |ram| median(&results[&(cpus, icount, ram)].blackout_us).max(1) as f64;
+        let b = |ram| median(&results[&(name, cpus, icount, ram)].blackout_us).max(1) as f64;
         let (lo, hi) = (rams[0], rams[rams.len() - 1]);
         writeln!(t, "blackout {hi} MiB ÷ {lo} MiB: {:.2}", b(hi) / b(lo))?;
         writeln!(t, "phases of each reload (hypervisor timestamps):")?;
-        for &ram in &rams {
-            let r = &results[&(cpus, icount, ram)];
+        for &ram in rams {
+            let r = &results[&(name, cpus, icount, ram)];
             for (i, p) in r.phases.iter().enumerate() {
                 writeln!(t, "  {ram:>4} MiB #{}: {p}", i + 1)?;
             }
@@ -404,15 +528,24 @@ pub fn reload(quick: bool) -> Result<()> {
         }
         writeln!(t)?;
     }
+    if machines.len() > 1 {
+        side_by_side(&mut t, &configs, &results)?;
+    }
     print!("{t}");
     let dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("reload.txt"), &t)?;
-    if quick {
-        // Not the full set of series: no plot.
+    // Named by board, so that a raspi4b run does not overwrite virt's.
+    let txt = dir.join(match machines {
+        [Machine::Virt] => "reload.txt".to_string(),
+        [m] => format!("reload-{}.txt", machine_name(*m)),
+        _ => "reload-all.txt".to_string(),
+    });
+    std::fs::write(&txt, &t)?;
+    if quick || !machines.contains(&Machine::Virt) {
+        // Not the full set of virt's series: no plot.
         println!(
-            "wrote {} (quick run: no plot)",
-            dir.join("reload.txt").display()
+            "wrote {} (no plot: the plot is of a full virt run)",
+            txt.display()
         );
         return Ok(());
     }
@@ -426,13 +559,13 @@ pub fn reload(quick: bool) -> Result<()> {
             }
         })
         .collect();
-    let series = |cpus: u32, icount: bool, cold: bool| -> Vec<f64> {
+    let series = |cpus: u32, icount: bool, cold_series: bool| -> Vec<f64> {
         RELOAD_RAM_MIB
             .iter()
             .map(|ram| {
-                let r = &results[&(cpus, icount, *ram)];
-                (if cold {
-                    r.cold_linux_us.max(r.cold_us)
+                let r = &results[&("virt", cpus, icount, *ram)];
+                (if cold_series {
+                    cold(r)
                 } else {
                     median(&r.blackout_us)
                 }) as f64
@@ -472,11 +605,47 @@ pub fn reload(quick: bool) -> Result<()> {
     );
     let path = dir.join("reload.svg");
     std::fs::write(&path, svg)?;
-    println!(
-        "wrote {} and {}",
-        dir.join("reload.txt").display(),
-        path.display()
-    );
+    println!("wrote {} and {}", txt.display(), path.display());
+    Ok(())
+}
+
+/// The blackouts of every machine side by side: one row per RAM size, one
+/// column per machine, CPU count and mode ("-" where not measured).
+fn side_by_side(
+    t: &mut String,
+    configs: &[Config],
+    results: &BTreeMap<(&'static str, u32, bool, u64), ReloadResult>,
+) -> Result<()> {
+    let mut rams: Vec<u64> = configs.iter().flat_map(|c| c.rams.clone()).collect();
+    rams.sort_unstable();
+    rams.dedup();
+    let column = |c: &Config| {
+        format!(
+            "{} {}CPU {}",
+            machine_name(c.machine),
+            c.cpus,
+            if c.icount { "icount" } else { "wall" }
+        )
+    };
+    writeln!(t, "the machines side by side: blackout / cold (us, median blackout; cold until Linux at /init, or the heartbeat's")?;
+    writeln!(t, "start where Linux did not run)")?;
+    write!(t, "{:>8}", "RAM")?;
+    for c in configs {
+        write!(t, " {:>32}", column(c))?;
+    }
+    writeln!(t)?;
+    for ram in rams {
+        write!(t, "{:>8}", format!("{ram} MiB"))?;
+        for c in configs {
+            let cell = match results.get(&(machine_name(c.machine), c.cpus, c.icount, ram)) {
+                Some(r) => format!("{} / {}", median(&r.blackout_us), cold(r)),
+                None => "-".to_string(),
+            };
+            write!(t, " {cell:>32}")?;
+        }
+        writeln!(t)?;
+    }
+    writeln!(t)?;
     Ok(())
 }
 

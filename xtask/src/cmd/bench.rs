@@ -8,16 +8,20 @@ use anyhow::{bail, Result};
 
 use xtask::{images, qemu, toolchain};
 
-pub fn run(what: &str, quick: bool) -> Result<ExitCode> {
+pub fn run(what: &str, quick: bool, board: &str) -> Result<ExitCode> {
     if quick && what != "reload" {
         bail!("--quick applies to `bench reload` only");
     }
+    if board != "virt" && what != "reload" {
+        bail!("--board applies to `bench reload` only");
+    }
+    let machines = xtask::bench::reload::boards(board)?;
     qemu::ensure()?;
     toolchain::ensure()?;
     images::build()?;
     match what {
         "exits" => xtask::bench::exits()?,
-        "reload" => xtask::bench::reload(quick)?,
+        "reload" => xtask::bench::reload(quick, &machines)?,
         "linux" => xtask::bench::linux::run()?,
         other => bail!("unknown benchmark {other}"),
     }
