@@ -89,6 +89,32 @@ pub fn images() -> Vec<reload::slots::SlotReport> {
     reload::slots::describe()
 }
 
+/// One slot of [`images`] as the text front ends (shell, maintenance link)
+/// print it.
+pub fn image_line(r: &reload::slots::SlotReport) -> String {
+    match &r.content {
+        Ok(img) => alloc::format!(
+            "image slot {} at {:#x} ({} KiB): '{}', {} bytes, for {}, checksum {:#010x} ok{}",
+            r.index,
+            r.base,
+            r.size / 1024,
+            img.version,
+            img.image_len,
+            img.board,
+            img.image_crc,
+            r.role
+        ),
+        Err(e) => alloc::format!(
+            "image slot {} at {:#x} ({} KiB): {}{}",
+            r.index,
+            r.base,
+            r.size / 1024,
+            e,
+            r.role
+        ),
+    }
+}
+
 /// `reboot`: cold reset of the whole machine. Returns only if it could not
 /// be done.
 pub fn reboot() -> Refusal {

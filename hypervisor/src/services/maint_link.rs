@@ -358,29 +358,7 @@ impl Verbs {
 fn images_text() -> String {
     let mut t = String::new();
     for r in control::images() {
-        let _ = match r.content {
-            Ok(img) => writeln!(
-                t,
-                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, for {}, checksum {:#010x} ok{}",
-                r.index,
-                r.base,
-                r.size / 1024,
-                img.version,
-                img.image_len,
-                img.board,
-                img.image_crc,
-                r.role
-            ),
-            Err(e) => writeln!(
-                t,
-                "image slot {} at {:#x} ({} KiB): {}{}",
-                r.index,
-                r.base,
-                r.size / 1024,
-                e,
-                r.role
-            ),
-        };
+        let _ = writeln!(t, "{}", control::image_line(&r));
     }
     t
 }

@@ -90,27 +90,7 @@ fn status() {
 
 fn images() {
     for r in control::images() {
-        match r.content {
-            Ok(img) => hvprintln!(
-                "image slot {} at {:#x} ({} KiB): '{}', {} bytes, for {}, checksum {:#010x} ok{}",
-                r.index,
-                r.base,
-                r.size / 1024,
-                img.version,
-                img.image_len,
-                img.board,
-                img.image_crc,
-                r.role
-            ),
-            Err(e) => hvprintln!(
-                "image slot {} at {:#x} ({} KiB): {}{}",
-                r.index,
-                r.base,
-                r.size / 1024,
-                e,
-                r.role
-            ),
-        }
+        hvprintln!("{}", control::image_line(&r));
     }
 }
 
