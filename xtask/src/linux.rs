@@ -192,6 +192,27 @@ fn manual_commands(dir: &Path) -> String {
 
 /// Runs a command, returning its stdout; on failure the error carries its
 /// output and `hint`.
+/// Makes `debs` a fresh download directory (stale .debs would make
+/// [`find_deb`] ambiguous) and `lists` the private package lists; returns
+/// a maker of `apt-get` commands that use both (run in `debs`).
+pub(crate) fn apt_session(lists: &Path, debs: &Path) -> Result<impl Fn(&[&str]) -> Command> {
+    let _ = std::fs::remove_dir_all(debs);
+    for d in [lists.join("partial"), debs.to_path_buf()] {
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let o = apt_options(lists);
+    let debs = debs.to_path_buf();
+    Ok(move |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.args(&o)
+            .args(["-q", "-y"])
+            .args(args)
+            .current_dir(&debs)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    })
+}
+
 pub(crate) fn run(cmd: &mut Command, what: &str, hint: &dyn Fn() -> String) -> Result<String> {
     let out = match cmd.output() {
         Ok(out) => out,
@@ -270,21 +291,7 @@ fn fetch(dir: &Path) -> Result<Stamp> {
     let hint = || manual_commands(dir);
     let lists = dir.join("apt/lists");
     let debs = dir.join("debs");
-    // A fresh download directory: stale .debs would make find_deb ambiguous.
-    let _ = std::fs::remove_dir_all(&debs);
-    for d in [lists.join("partial"), debs.clone()] {
-        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let o = apt_options(&lists);
-    let apt = |args: &[&str]| {
-        let mut c = Command::new("apt-get");
-        c.args(&o)
-            .args(["-q", "-y"])
-            .args(args)
-            .current_dir(&debs)
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        c
-    };
+    let apt = apt_session(&lists, &debs)?;
 
     eprintln!(
         "xtask: linux: apt-get update (arm64 package lists in {})",

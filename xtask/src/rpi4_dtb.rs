@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::linux::{apt_options, deb_field, find_deb, linux_dir, pinned_kernel, run};
+use crate::linux::{apt_options, apt_session, deb_field, find_deb, linux_dir, pinned_kernel, run};
 
 /// The meta package naming the current generic arm64 kernel.
 pub const KERNEL_META: &str = "linux-image-arm64";
@@ -69,20 +69,7 @@ fn fetch(dir: &Path) -> Result<()> {
     let hint = || manual_commands(dir);
     let lists = dir.join("apt/lists");
     let debs = dir.join("dtb-debs");
-    let _ = std::fs::remove_dir_all(&debs);
-    for d in [lists.join("partial"), debs.clone()] {
-        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let o = apt_options(&lists);
-    let apt = |args: &[&str]| {
-        let mut c = Command::new("apt-get");
-        c.args(&o)
-            .args(["-q", "-y"])
-            .args(args)
-            .current_dir(&debs)
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        c
-    };
+    let apt = apt_session(&lists, &debs)?;
     eprintln!(
         "xtask: rpi4: apt-get update (arm64 package lists in {})",
         lists.display()
