@@ -84,12 +84,16 @@ pub struct Board {
     /// it is loaded; this address is how it recognises the board.
     pub load_address: u64,
     /// Inside `hyp_region`, never touched by the heap, kept across warm
-    /// reloads: two image slots (slot 0 gets a pristine copy of the image
-    /// booted cold, the other one a different image to upgrade into; see
-    /// `vmm::image_slot`), the handoff block describing suspended VMs, and
-    /// the page the copy-and-jump trampoline runs from while the image
-    /// itself is overwritten (the holding pen lives 64 KiB above it).
-    pub image_slots: [(u64, u64); 2],
+    /// reloads: three image slots (slot 0 gets a pristine copy of the image
+    /// booted cold; at any time one slot holds the running image, one the
+    /// image it was upgraded from, and the third is the staging slot an
+    /// upgrade starts; see `vmm::image_slot`), the upload area the
+    /// maintenance link writes an upload into before it is verified and
+    /// copied into the staging slot, the handoff block describing suspended
+    /// VMs, and the page the copy-and-jump trampoline runs from while the
+    /// image itself is overwritten (the holding pen lives 64 KiB above it).
+    pub image_slots: [(u64, u64); 3],
+    pub upload: (u64, u64),
     pub handoff: (u64, u64),
     pub trampoline: u64,
     pub cpu_start: CpuStart,
@@ -103,6 +107,9 @@ impl Board {
         let mut end = self.trampoline;
         if self.handoff.0 < end {
             end = self.handoff.0;
+        }
+        if self.upload.0 < end {
+            end = self.upload.0;
         }
         let mut i = 0;
         while i < self.image_slots.len() {
@@ -178,6 +185,25 @@ mod tests {
                 "{}: handoff outside the region",
                 b.name
             );
+            assert!(
+                inside(b.upload.0, b.upload.1),
+                "{}: upload area outside the region",
+                b.name
+            );
+            // Slots, upload area, handoff and trampoline+pen never overlap.
+            let s = b.image_slots;
+            let mut areas = [
+                s[0],
+                s[1],
+                s[2],
+                b.upload,
+                b.handoff,
+                (b.trampoline, 0x1_1000),
+            ];
+            areas.sort();
+            for w in areas.windows(2) {
+                assert!(w[0].0 + w[0].1 <= w[1].0, "{}: {:x?} overlap", b.name, w);
+            }
             // Trampoline page + holding pen (64 KiB above it, 4 KiB).
             assert!(
                 inside(b.trampoline, 0x1_1000),
@@ -209,7 +235,7 @@ mod tests {
     fn chosen_by_load_address_and_compatible() {
         let virt = by_load_address(0x4008_0000).expect("qemu-virt");
         assert_eq!(virt.name, "qemu-virt");
-        assert_eq!(virt.heap_end(), 0x4300_0000);
+        assert_eq!(virt.heap_end(), 0x4280_0000);
         assert!(by_load_address(0x1234_0000).is_none());
         let c = ["linux,dummy-virt"];
         assert_eq!(

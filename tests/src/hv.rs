@@ -431,8 +431,18 @@ pub fn periodic_reload(ms: u64) -> Regex {
 /// `[hv] upgrade: image slot <n> holds '<to>' (<len> bytes, checksum ok);
 /// this is '<from>'`: `upgrade` accepted the other slot's image.
 pub fn upgrade_to(to: &str, from: &str) -> Regex {
+    reload_into("upgrade", to, from)
+}
+
+/// `[hv] rollback: image slot <n> holds '<to>' ...`: as [`upgrade_to`],
+/// back into the previous image.
+pub fn rollback_to(to: &str, from: &str) -> Regex {
+    reload_into("rollback", to, from)
+}
+
+fn reload_into(verb: &str, to: &str, from: &str) -> Regex {
     re(&format!(
-        r"^\[hv\] upgrade: image slot \d holds '{}' \(\d+ bytes, checksum ok\); this is '{}'$",
+        r"^\[hv\] {verb}: image slot \d holds '{}' \(\d+ bytes, checksum ok\); this is '{}'$",
         regex::escape(to),
         regex::escape(from)
     ))
@@ -548,6 +558,8 @@ pub enum SlotRole {
     Running,
     /// ` [previous]`: the image the running one was upgraded from.
     Previous,
+    /// ` [staged]`: what `upgrade` starts.
+    Staged,
 }
 
 impl SlotRole {
@@ -556,6 +568,7 @@ impl SlotRole {
             SlotRole::Other => "",
             SlotRole::Running => r" \[running\]",
             SlotRole::Previous => r" \[previous\]",
+            SlotRole::Staged => r" \[staged\]",
         }
     }
 }

@@ -17,6 +17,7 @@ pub use xtask::{QemuRun, Scenario, VmSpec};
 
 pub mod guest;
 pub mod hv;
+pub mod link;
 pub mod reload;
 
 // The helpers tests call unqualified.

@@ -10,58 +10,13 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tests::link::{blinkctl, blinkctl_binary, link_on, serial_socket, wait_listening};
 use tests::*;
 
 fn beat(line: &str) -> Option<u64> {
     heartbeat_n("domU0", line)
-}
-
-/// `[hv] maintenance link on /pl011@9040000 (INTID 40, CPU 0): ...`.
-fn link_on() -> Regex {
-    re(r"^\[hv\] maintenance link on /pl011@9040000 \(INTID 40, CPU 0\): ")
-}
-
-fn blinkctl_binary() -> anyhow::Result<PathBuf> {
-    let exe = xtask::target_dir().join("debug").join("blinkctl");
-    anyhow::ensure!(
-        exe.is_file(),
-        "{} is missing: run `cargo build -p blinkctl` (cargo xtask test does)",
-        exe.display()
-    );
-    Ok(exe)
-}
-
-/// Runs `blinkctl -d unix:<sock> <args>`: exit code, stdout, stderr.
-fn blinkctl(sock: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let out = Command::new(blinkctl_binary()?)
-        .arg("-d")
-        .arg(format!("unix:{}", sock.display()))
-        .args(args)
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-/// Waits until QEMU listens on `sock` (a probe connection, closed again).
-fn wait_listening(sock: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match UnixStream::connect(sock) {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => anyhow::bail!("nothing listens on {}: {e}", sock.display()),
-        }
-    }
 }
 
 /// Deterministic noise (xorshift64*).
@@ -87,17 +42,8 @@ fn link_counts(status: &str) -> Option<(u64, u64, u64)> {
 fn maint(gic: u32) -> anyhow::Result<()> {
     require_images(&["heartbeat"])?;
     blinkctl_binary()?;
-    let dir = xtask::target_dir().join("xtask");
-    std::fs::create_dir_all(&dir)?;
-    let sock = dir.join(format!("maint-{}-v{gic}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock);
     let mut s = scenario(gic, [VmSpec::guest("domU0", "heartbeat")]);
-    s.extra_args = vec![
-        "-chardev".into(),
-        format!("socket,id=m,path={},server=on,wait=off", sock.display()),
-        "-serial".into(),
-        "chardev:m".into(),
-    ];
+    let sock = serial_socket(&mut s, &format!("maint-v{gic}"))?;
     let mut run = start(&s)?;
     let banner = run.expect(&hv::banner(2, gic), DEADLINE)?;
     let version = re(r"^\[hv\] (blink \S+) on ")
@@ -273,10 +219,6 @@ fn linux_rejuvenate(gic: u32) -> anyhow::Result<()> {
     xtask::linux::require()?;
     require_images(&["heartbeat"])?;
     blinkctl_binary()?;
-    let dir = xtask::target_dir().join("xtask");
-    std::fs::create_dir_all(&dir)?;
-    let sock = dir.join(format!("maint-linux-{}-v{gic}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock);
     let mut s = scenario(
         gic,
         [
@@ -284,12 +226,7 @@ fn linux_rejuvenate(gic: u32) -> anyhow::Result<()> {
             VmSpec::guest("domU1", "heartbeat"),
         ],
     );
-    s.extra_args = vec![
-        "-chardev".into(),
-        format!("socket,id=m,path={},server=on,wait=off", sock.display()),
-        "-serial".into(),
-        "chardev:m".into(),
-    ];
+    let sock = serial_socket(&mut s, &format!("maint-linux-v{gic}"))?;
     let mut run = start(&s)?;
     run.fail_on(re(
         r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls",

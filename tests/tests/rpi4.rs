@@ -339,13 +339,18 @@ fn upgrade_and_roll_back() -> anyhow::Result<()> {
     let (n, n1) = (version(), xtask::images::next_version());
     run.send(b"images\r")?;
     run.expect(
-        &hv::image_slot(1, &n1, "rpi4", hv::SlotRole::Other),
+        &hv::image_slot(1, &n1, "rpi4", hv::SlotRole::Staged),
         DEADLINE,
     )?;
-    for (generation, to, from) in [(1, &n1, &n), (2, &n, &n1)] {
+    for (generation, to, from, back) in [(1, &n1, &n, false), (2, &n, &n1, true)] {
         let last = last_value(&run, |l| heartbeat_n("domU0", l));
-        run.send(b"upgrade\r")?;
-        run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
+        if back {
+            run.send(b"rollback\r")?;
+            run.expect(&hv::rollback_to(to, from), DEADLINE)?;
+        } else {
+            run.send(b"upgrade\r")?;
+            run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
+        }
         run.expect(&hv::banner_of(to, "rpi4", 4), DEADLINE)?;
         run.expect(&hv::secondaries_released(3), DEADLINE)?;
         run.expect(&hv::reload_report(generation, 2), DEADLINE)?;

@@ -1,9 +1,10 @@
 //! Upgrade and rollback by warm reload: N -> N+1 -> N with two different
 //! builds (the "next" build says `+next` in its version and writes handoff
 //! format 1.1, which the normal build reads as 1.0 plus fields it ignores).
-//! QEMU places the next build in image slot 1; `upgrade` reloads into the
-//! other slot, so a second `upgrade` is the rollback. An empty or damaged
-//! slot is refused before any VM is paused.
+//! QEMU places the next build in image slot 1, the staging slot at a cold
+//! boot; `upgrade` reloads into it, `rollback` back into the image it was
+//! upgraded from. An empty or damaged slot is refused before any VM is
+//! paused.
 
 use tests::hv::SlotRole;
 use tests::*;
@@ -16,9 +17,12 @@ fn start_with_slot(gic: u32, slot: Option<std::path::PathBuf>) -> anyhow::Result
     start_heartbeat_and_pattern(gic, |s| s.next_image = slot)
 }
 
-/// One `upgrade` from `from` (writing handoff minor `from_minor`) into `to`.
+/// One `upgrade` (or `rollback`: `back`) from `from` (writing handoff
+/// minor `from_minor`) into `to`.
+#[allow(clippy::too_many_arguments)]
 fn upgrade(
     run: &mut QemuRun,
+    back: bool,
     generation: u32,
     from: &str,
     from_minor: u32,
@@ -27,8 +31,13 @@ fn upgrade(
 ) -> anyhow::Result<()> {
     let beat = last_value(run, |l| heartbeat_n("domU0", l));
     let pass = last_value(run, |l| mempattern_pass("domU1", l));
-    run.send(b"upgrade\r")?;
-    run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
+    if back {
+        run.send(b"rollback\r")?;
+        run.expect(&hv::rollback_to(to, from), DEADLINE)?;
+    } else {
+        run.send(b"upgrade\r")?;
+        run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
+    }
     run.expect(&hv::banner_of(to, "qemu-virt", 2), DEADLINE)?;
     run.expect(
         &hv::handoff_read(from_minor, from, generation - 1, to, to_minor),
@@ -62,23 +71,26 @@ fn n_to_next_and_back(gic: u32) -> anyhow::Result<()> {
         DEADLINE,
     )?;
     run.expect(
-        &hv::image_slot(1, &n1, "qemu-virt", SlotRole::Other),
+        &hv::image_slot(1, &n1, "qemu-virt", SlotRole::Staged),
         DEADLINE,
     )?;
-    upgrade(&mut run, 1, &n, 0, &n1, 1)?;
+    upgrade(&mut run, false, 1, &n, 0, &n1, 1)?;
     run.send(b"images\r")?;
     run.expect(&hv::image_slot_holding(0, &n, SlotRole::Previous), DEADLINE)?;
     run.expect(&hv::image_slot_holding(1, &n1, SlotRole::Running), DEADLINE)?;
-    upgrade(&mut run, 2, &n1, 1, &n, 0)?;
+    upgrade(&mut run, true, 2, &n1, 1, &n, 0)?;
     // Back on N, whose slot still holds its pristine copy: a plain
-    // rejuvenation works as before (its previous image is itself now), and
-    // the next build is still intact in the other slot.
+    // rejuvenation works as before and keeps the way back (the next build,
+    // still intact in slot 1, is the previous image now).
     run.send(b"rejuvenate\r")?;
     run.expect(&hv::handoff_read(0, &n, 2, &n, 0), DEADLINE)?;
     run.expect(&hv::reload_report(3, 2), DEADLINE)?;
     run.send(b"images\r")?;
     run.expect(&hv::image_slot_holding(0, &n, SlotRole::Running), DEADLINE)?;
-    run.expect(&hv::image_slot_holding(1, &n1, SlotRole::Other), DEADLINE)?;
+    run.expect(
+        &hv::image_slot_holding(1, &n1, SlotRole::Previous),
+        DEADLINE,
+    )?;
     more_heartbeats(&mut run, "domU0", 2, "heartbeat after three reloads")?;
     let lines = run.lines();
     reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;

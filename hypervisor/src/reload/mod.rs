@@ -44,6 +44,7 @@ pub mod quiesce;
 pub mod resume;
 pub mod save;
 pub mod slots;
+pub mod upload;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 pub use quiesce::{request, request_corrupted};

@@ -21,8 +21,8 @@ pub fn request_corrupted() -> Result<(), String> {
     r
 }
 
-/// The `rejuvenate` (`Target::Current`) and `upgrade` (`Target::Other`)
-/// verbs. The image to start is checked completely (checksum, arm64
+/// The `rejuvenate` (`Target::Current`), `upgrade` (`Target::Staged`) and
+/// `rollback` (`Target::Previous`) verbs. The image to start is checked completely (checksum, arm64
 /// header) before any VM is paused; on a refusal nothing changes and the
 /// reason is returned (a full sentence, for any front end to show).
 pub fn request(target: Target) -> Result<(), String> {
@@ -40,9 +40,10 @@ pub fn request(target: Target) -> Result<(), String> {
     }
     let (slot, img) = slots::choose(target)
         .map_err(|e| alloc::format!("rejuvenate: {}; nothing changes, VMs keep running", e))?;
-    if target == Target::Other {
+    if target != Target::Current {
         hvprintln!(
-            "upgrade: image slot {} holds '{}' ({} bytes, checksum ok); this is '{}'",
+            "{}: image slot {} holds '{}' ({} bytes, checksum ok); this is '{}'",
+            target.verb(),
             slot,
             img.version,
             img.image_len,

@@ -113,7 +113,7 @@ fn snapshot(h: &Machine, t_quiesced: u64, console_pending: &dyn Fn(usize) -> Vec
             ("state_saved".to_string(), counter()),
         ],
         counter_freq: counter_freq(),
-        prev_image: slots::current()
+        prev_image: slots::previous_after(state().target_slot.load(Ordering::Acquire))
             .map(|i| Region::new(board().image_slots[i].0, board().image_slots[i].1)),
         writer: Some(crate::VERSION.to_string()),
         vms,

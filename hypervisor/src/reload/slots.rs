@@ -1,11 +1,14 @@
-//! The board's two image slots (format: `vmm::image_slot`): which one holds
-//! this image's pristine copy, what the other one holds, and choosing the
-//! image a warm reload starts.
+//! The board's three image slots (format: `vmm::image_slot`): which one
+//! holds this image's pristine copy, which one the image it was upgraded
+//! from, which one is staged, and choosing the image a warm reload starts.
 //!
 //! A cold boot copies the running image into slot 0. A warm entry is told
-//! (x3) which slot its image came from, so after an upgrade from slot 0 to
-//! slot 1 the old image still sits untouched in slot 0 and "the other slot"
-//! is the way back.
+//! (x3) which slot its image came from, and the handoff block which slot
+//! the old image ran from, so after an upgrade from slot 0 to slot 1 the
+//! old image still sits untouched in slot 0 and is the way back
+//! (`rollback`). The third slot, neither running nor previous, is the
+//! *staging* slot: what `upgrade` starts, and the only one an upload
+//! (`super::upload`) ever replaces.
 use super::state;
 use crate::arch::aarch64::cache;
 use crate::board::board;
@@ -35,8 +38,21 @@ extern "C" {
 pub enum Target {
     /// A fresh copy of the running image (rejuvenation).
     Current,
-    /// The image in the other slot (upgrade, or rollback after one).
-    Other,
+    /// The staged image (upgrade).
+    Staged,
+    /// The image the running one was upgraded from (rollback).
+    Previous,
+}
+
+impl Target {
+    /// The verb that asks for it, for messages.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Target::Current => "rejuvenate",
+            Target::Staged => "upgrade",
+            Target::Previous => "rollback",
+        }
+    }
 }
 
 pub fn rules() -> ImageRules {
@@ -54,7 +70,7 @@ pub fn rules() -> ImageRules {
     }
 }
 
-fn bytes(slot: usize) -> &'static [u8] {
+pub(super) fn bytes(slot: usize) -> &'static [u8] {
     let (base, size) = board().image_slots[slot];
     // SAFETY: image slots are reserved in the board description, identity
     // mapped, outside the heap and written only by `stage_self` (before any
@@ -68,6 +84,33 @@ pub fn current() -> Option<usize> {
 
 pub fn previous() -> Option<usize> {
     Some(state().previous_slot.load(Ordering::Acquire)).filter(|&s| s != NONE)
+}
+
+/// The staging slot: the first that holds neither the running image nor
+/// the previous one (there are three, so there always is one). A cold
+/// boot stages slot 1, where `cargo xtask run --next-image` has QEMU
+/// place a second build.
+pub fn staging() -> usize {
+    let (cur, prev) = (current(), previous());
+    (1..board().image_slots.len())
+        .chain([0])
+        .find(|&i| Some(i) != cur && Some(i) != prev)
+        .unwrap_or(1)
+}
+
+/// The slot the handoff block names as the way back after a reload into
+/// `slot`: the running one, unless the reload restarts the running image
+/// itself (a rejuvenation keeps the way back it had).
+pub fn previous_after(slot: usize) -> Option<usize> {
+    match current() {
+        Some(c) if c == slot => previous(),
+        c => c,
+    }
+}
+
+/// Bytes of slot `slot` (for the upload's commit into the staging slot).
+pub(super) fn region(slot: usize) -> (u64, u64) {
+    board().image_slots[slot]
 }
 
 /// The places boot.S relocated, in `image` (the file part of this image),
@@ -171,7 +214,10 @@ pub fn choose(target: Target) -> Result<(usize, SlotImage), String> {
     let cur = current().ok_or_else(|| String::from("no image slot holds this image"))?;
     let slot = match target {
         Target::Current => cur,
-        Target::Other => 1 - cur,
+        Target::Staged => staging(),
+        Target::Previous => previous().filter(|&p| p != cur).ok_or_else(|| {
+            String::from("no previous image: this image was not started by an upgrade")
+        })?,
     };
     image_slot::verify(bytes(slot), &rules())
         .map(|img| (slot, img))
@@ -205,7 +251,7 @@ pub struct SlotReport {
     pub size: u64,
     /// The image it holds, fully verified, or why it holds none.
     pub content: Result<SlotImage, SlotError>,
-    /// " [running]", " [previous]" or "".
+    /// " [running]", " [previous]", " [staged]" or "".
     pub role: &'static str,
 }
 
@@ -223,6 +269,7 @@ pub fn describe() -> alloc::vec::Vec<SlotReport> {
             role: match (current(), previous()) {
                 (Some(c), _) if c == i => " [running]",
                 (_, Some(p)) if p == i => " [previous]",
+                _ if i == staging() => " [staged]",
                 _ => "",
             },
         })

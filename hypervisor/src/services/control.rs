@@ -72,10 +72,16 @@ pub fn rejuvenate() -> Result<(), Refusal> {
     reload::request(Target::Current)
 }
 
-/// `upgrade`: warm reload into the image in the other slot (after an
-/// upgrade, that is the previous image: a rollback).
+/// `upgrade`: warm reload into the staged image (the staging slot: placed
+/// there by an upload, or by the boot loader at a cold boot).
 pub fn upgrade() -> Result<(), Refusal> {
-    reload::request(Target::Other)
+    reload::request(Target::Staged)
+}
+
+/// `rollback`: warm reload into the image the running one was upgraded
+/// from.
+pub fn rollback() -> Result<(), Refusal> {
+    reload::request(Target::Previous)
 }
 
 /// `debug-rejuvenate-corrupt`: a reload whose handoff block is damaged on

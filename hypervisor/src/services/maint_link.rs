@@ -21,6 +21,7 @@ use super::control;
 use crate::arch::aarch64::gic::gic;
 use crate::arch::aarch64::sysreg::{counter, counter_freq};
 use crate::drivers::uart::Pl011;
+use crate::reload::upload::{self, UploadArea};
 use crate::vcpu::vm::Vm;
 use crate::vcpu::{quiesce, stats};
 use alloc::string::String;
@@ -32,7 +33,7 @@ use spin::Mutex;
 use vmm::config::HostUart;
 use vmm::maint::command::{Command, DebugCommand};
 use vmm::maint::device::{Control, Endpoint};
-use vmm::maint::receiver::{Receiver, StagingError, StagingSlot};
+use vmm::maint::receiver::Receiver;
 
 struct Link {
     uart: Pl011,
@@ -187,7 +188,7 @@ impl Link {
             after: None,
             stats: self.endpoint.decoder_stats(),
         };
-        let mut slot = NoStaging;
+        let mut slot = UploadArea;
         // Once a reload has been asked for (by this line or another front
         // end), input waits in the UART for the next image: this one would
         // answer for the image that is about to go. Its interrupt is masked
@@ -201,8 +202,9 @@ impl Link {
             }
             let Some(b) = self.uart.get() else { break };
             verbs.stats = self.endpoint.decoder_stats();
-            // Bad frames are counted by the decoder, and no upload can
-            // complete without a staging slot: nothing to act on.
+            // Bad frames are counted by the decoder; a finished upload was
+            // checked and staged (or refused) by `UploadArea::accept`,
+            // which logged what it did.
             let _ = self
                 .endpoint
                 .push(b, now_ms(), &mut slot, &mut verbs, &mut self.out);
@@ -223,22 +225,6 @@ fn now_ms() -> u64 {
     counter() / (counter_freq() / 1000).max(1)
 }
 
-/// No staging slot in hypervisor memory yet: every upload is refused as
-/// larger than its capacity (docs/maintenance.md, "Not yet").
-struct NoStaging;
-
-impl StagingSlot for NoStaging {
-    fn capacity(&self) -> usize {
-        0
-    }
-    fn write(&mut self, _: usize, _: &[u8]) -> Result<(), StagingError> {
-        Err(StagingError)
-    }
-    fn read(&self, _: usize, _: &mut [u8]) -> Result<(), StagingError> {
-        Err(StagingError)
-    }
-}
-
 /// The control verbs as the endpoint asks for them.
 struct Verbs {
     after: Option<After>,
@@ -247,9 +233,10 @@ struct Verbs {
 
 const HELP: &str = "commands: help, status [--json] (VMs and aging indicators), images (the image slots), exits (guest exits by kind)
   rejuvenate (warm reload into a fresh copy of this image: VMs keep running)
-  upgrade (warm reload into the image in the other slot; after an upgrade that is the previous image)
+  upload (blinkctl upload: a signed image into the staging slot), upgrade (warm reload into the staged image)
+  rollback (warm reload into the image this one was upgraded from)
   reboot (cold reset of the machine), debug-leak <KiB>, debug-rejuvenate-corrupt
-  not served yet: upload (use blinkctl upload), upgrade --confirm-after, confirm, rollback, log
+  not served yet: upgrade --confirm-after, confirm (no trial upgrades yet: an upgrade is permanent at once), log
 ";
 
 impl Control for Verbs {
@@ -266,7 +253,10 @@ impl Control for Verbs {
             Command::Upgrade {
                 confirm_after_s: None,
             } => control::upgrade().map(|()| {
-                String::from("upgrade: warm reload into the other image slot started (no trial: permanent at once)\n")
+                String::from("upgrade: warm reload into the staged image started (no trial: permanent at once; 'rollback' goes back)\n")
+            }),
+            Command::Rollback => control::rollback().map(|()| {
+                String::from("rollback: warm reload into the previous image started\n")
             }),
             Command::Reboot => {
                 self.after = Some(After::Reboot);
@@ -282,15 +272,15 @@ impl Control for Verbs {
                 cmd.verb()
             )),
             Command::Upload => Err(String::from(
-                "upload: the image comes as frames (blinkctl upload); this device has no staging slot yet",
+                "upload: the image comes as frames (blinkctl upload IMAGE)",
             )),
             Command::Upgrade { .. } => Err(String::from(
-                "upgrade --confirm-after: trial upgrades are not served yet; a plain 'upgrade' reloads into the other image slot",
+                "upgrade --confirm-after: trial upgrades are not served yet; a plain 'upgrade' is permanent at once ('rollback' goes back)",
             )),
-            Command::Confirm | Command::Rollback | Command::Log => Err(alloc::format!(
-                "'{}' is not served yet (trial upgrades and the log are not wired)",
-                cmd.verb()
+            Command::Confirm => Err(String::from(
+                "confirm: no trial in progress: trial upgrades are not served yet, so the running image is already permanent",
             )),
+            Command::Log => Err(String::from("log: not served yet (the console shows the log)")),
         }
     }
 
@@ -348,6 +338,18 @@ impl Verbs {
         }
         let _ = writeln!(
             t,
+            "images: running slot {}, staging slot {}, security counter {}; {}",
+            crate::reload::slots::current().map_or(-1, |s| s as i64),
+            crate::reload::slots::staging(),
+            upload::security_counter(),
+            if upload::development() {
+                "uploads signed with a development key are accepted"
+            } else {
+                "uploads need a production key"
+            }
+        );
+        let _ = writeln!(
+            t,
             "link: {} text bytes, {} frames, {} bad frames; development image: anyone on this line may change state",
             self.stats.text_bytes, self.stats.frames, self.stats.errors
         );
@@ -369,7 +371,7 @@ fn status_json() -> String {
     let mut t = String::new();
     let _ = write!(
         t,
-        "{{\"version\":{},\"board\":{},\"uptime_s\":{},\"image_age_s\":{},\"generation\":{},\"ncpus\":{},\"heap_used\":{},\"heap_total\":{},\"largest_free_block\":{},\"development\":true,\"vms\":[",
+        "{{\"version\":{},\"board\":{},\"uptime_s\":{},\"image_age_s\":{},\"generation\":{},\"ncpus\":{},\"heap_used\":{},\"heap_total\":{},\"largest_free_block\":{},\"development\":true,\"development_key\":{},\"security_counter\":{},\"staging_slot\":{},\"vms\":[",
         json_str(crate::VERSION),
         json_str(crate::board::board().name),
         s.uptime_s,
@@ -378,7 +380,10 @@ fn status_json() -> String {
         s.ncpus,
         s.heap_used,
         s.heap_total,
-        s.largest_free_block
+        s.largest_free_block,
+        upload::development(),
+        upload::security_counter(),
+        crate::reload::slots::staging()
     );
     for (i, vm) in s.vms.iter().enumerate() {
         let _ = write!(

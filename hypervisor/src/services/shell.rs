@@ -28,12 +28,13 @@ fn run(cmd: &str) {
         "" => {}
         "help" => {
             hvprintln!("commands: help, status (VMs and aging indicators), exits (guest exits by kind since this image started, summed over CPUs), images (the image slots)");
-            hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the image in the other slot; after an upgrade that is the previous image, i.e. a rollback)");
+            hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the staged image), rollback (warm reload into the image this one was upgraded from)");
             hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU)");
             hvprintln!("  debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
         }
         "rejuvenate" => refused(control::rejuvenate()),
         "upgrade" => refused(control::upgrade()),
+        "rollback" => refused(control::rollback()),
         "images" => images(),
         "debug-rejuvenate-corrupt" => refused(control::rejuvenate_corrupted()),
         "reboot" => reboot(),

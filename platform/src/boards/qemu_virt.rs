@@ -9,9 +9,11 @@
 //!  ┌─────────── hypervisor region, 64 MiB ─────────────────────────────┐
 //!  │ 0x4000_0000  QEMU's boot stub (free once the image runs)          │
 //!  │ 0x4008_0000  the image: code, data, bss, stacks (2 MiB aligned)   │
-//!  │              heap, up to 0x4300_0000                              │
+//!  │              heap, up to 0x4280_0000                              │
+//!  │ 0x4280_0000  upload area (4 MiB): an upload before it is verified │
+//!  │ 0x42c0_0000  image slot 2 (4 MiB)                                 │
 //!  │ 0x4300_0000  image slot 0 (4 MiB): pristine copy of this image    │
-//!  │ 0x4340_0000  image slot 1 (4 MiB): an image to upgrade into       │
+//!  │ 0x4340_0000  image slot 1 (4 MiB): staged at a cold boot         │
 //!  │ 0x4380_0000  handoff block (4 MiB)                                │
 //!  │ 0x43c0_0000  reload trampoline; holding pen at +64 KiB            │
 //!  └─────────── 0x4400_0000 ───────────────────────────────────────────┘
@@ -35,7 +37,12 @@ pub const BOARD: Board = Board {
     load_address: 0x4008_0000,
     // Slot 1 is where `cargo xtask run --next-image` has QEMU place a
     // second build.
-    image_slots: [(0x4300_0000, 0x0040_0000), (0x4340_0000, 0x0040_0000)],
+    image_slots: [
+        (0x4300_0000, 0x0040_0000),
+        (0x4340_0000, 0x0040_0000),
+        (0x42c0_0000, 0x0040_0000),
+    ],
+    upload: (0x4280_0000, 0x0040_0000),
     handoff: (0x4380_0000, 0x0040_0000),
     trampoline: 0x43c0_0000,
     cpu_start: CpuStart::Psci,

@@ -12,9 +12,11 @@
 //!  ┌─────────── hypervisor region, 64 MiB ─────────────────────────────┐
 //!  │ 0x0000_0000  (the stub page above, kept free)                     │
 //!  │ 0x0008_0000  the image: code, data, bss, stacks (2 MiB from here) │
-//!  │              heap, up to 0x0300_0000                              │
+//!  │              heap, up to 0x0280_0000                              │
+//!  │ 0x0280_0000  upload area (4 MiB): an upload before it is verified │
+//!  │ 0x02c0_0000  image slot 2 (4 MiB)                                 │
 //!  │ 0x0300_0000  image slot 0 (4 MiB): pristine copy of this image    │
-//!  │ 0x0340_0000  image slot 1 (4 MiB): an image to upgrade into       │
+//!  │ 0x0340_0000  image slot 1 (4 MiB): staged at a cold boot         │
 //!  │ 0x0380_0000  handoff block (4 MiB)                                │
 //!  │ 0x03c0_0000  reload trampoline; holding pen at +64 KiB            │
 //!  └─────────── 0x0400_0000 ───────────────────────────────────────────┘
@@ -43,7 +45,12 @@ pub const BOARD: Board = Board {
     maintenance: None,
     hyp_region: (0x0, 0x0400_0000),
     load_address: 0x8_0000,
-    image_slots: [(0x0300_0000, 0x0040_0000), (0x0340_0000, 0x0040_0000)],
+    image_slots: [
+        (0x0300_0000, 0x0040_0000),
+        (0x0340_0000, 0x0040_0000),
+        (0x02c0_0000, 0x0040_0000),
+    ],
+    upload: (0x0280_0000, 0x0040_0000),
     handoff: (0x0380_0000, 0x0040_0000),
     trampoline: 0x03c0_0000,
     cpu_start: CpuStart::SpinTable,

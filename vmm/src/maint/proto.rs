@@ -90,6 +90,22 @@ pub enum UploadError {
     },
     /// Not allowed in this session (e.g. not authenticated).
     NotAllowed,
+    /// The upload arrived whole but is no signed image slot.
+    NotSigned,
+    /// Signed with a key the running image does not trust.
+    UnknownKey,
+    /// The signature does not match (the image or its header changed).
+    BadSignature,
+    /// Signed for other boards only.
+    WrongBoard,
+    /// Its security counter is below the running image's (a downgrade).
+    CounterTooLow {
+        image: u32,
+        running: u32,
+    },
+    /// Signed, but not an image this board can run (slot header, length,
+    /// digest, arm64 header); the device's log says which.
+    BadImage,
     /// A code this side does not know.
     Unknown {
         code: u8,
@@ -110,6 +126,12 @@ impl UploadError {
             UploadError::DigestMismatch => (9, 0, 0),
             UploadError::Incomplete { next } => (10, next, 0),
             UploadError::NotAllowed => (11, 0, 0),
+            UploadError::NotSigned => (12, 0, 0),
+            UploadError::UnknownKey => (13, 0, 0),
+            UploadError::BadSignature => (14, 0, 0),
+            UploadError::WrongBoard => (15, 0, 0),
+            UploadError::CounterTooLow { image, running } => (16, image, running),
+            UploadError::BadImage => (17, 0, 0),
             UploadError::Unknown { code } => (code, 0, 0),
         }
     }
@@ -130,6 +152,15 @@ impl UploadError {
             9 => UploadError::DigestMismatch,
             10 => UploadError::Incomplete { next: a },
             11 => UploadError::NotAllowed,
+            12 => UploadError::NotSigned,
+            13 => UploadError::UnknownKey,
+            14 => UploadError::BadSignature,
+            15 => UploadError::WrongBoard,
+            16 => UploadError::CounterTooLow {
+                image: a,
+                running: b,
+            },
+            17 => UploadError::BadImage,
             code => UploadError::Unknown { code },
         }
     }
@@ -165,6 +196,23 @@ impl core::fmt::Display for UploadError {
                 write!(f, "upload incomplete: chunk {next} is missing")
             }
             UploadError::NotAllowed => write!(f, "not allowed in this session"),
+            UploadError::NotSigned => write!(f, "refused: the image is not signed"),
+            UploadError::UnknownKey => {
+                write!(f, "refused: signed with a key the running image does not trust")
+            }
+            UploadError::BadSignature => write!(
+                f,
+                "refused: bad signature (the image or its header was changed)"
+            ),
+            UploadError::WrongBoard => write!(f, "refused: the image is not for this board"),
+            UploadError::CounterTooLow { image, running } => write!(
+                f,
+                "refused: security counter {image} is below the running image's {running} (a downgrade)"
+            ),
+            UploadError::BadImage => write!(
+                f,
+                "refused: not an image this board can run (the device's log says why)"
+            ),
             UploadError::Unknown { code } => write!(f, "unknown error code {code}"),
         }
     }
@@ -494,6 +542,15 @@ mod tests {
             UploadError::DigestMismatch,
             UploadError::Incomplete { next: 9 },
             UploadError::NotAllowed,
+            UploadError::NotSigned,
+            UploadError::UnknownKey,
+            UploadError::BadSignature,
+            UploadError::WrongBoard,
+            UploadError::CounterTooLow {
+                image: 1,
+                running: 5,
+            },
+            UploadError::BadImage,
             UploadError::Unknown { code: 200 },
         ] {
             round_trip(Message::Done(Err(e)));

@@ -31,6 +31,14 @@ pub trait StagingSlot {
     fn capacity(&self) -> usize;
     fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), StagingError>;
     fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), StagingError>;
+    /// The whole upload (`len` bytes) arrived with the announced digest:
+    /// check what it is (a signed image slot the running image accepts)
+    /// and make it the staged image. Refused, the upload is forgotten and
+    /// its answer is this error. The default accepts anything (tests).
+    fn accept(&mut self, len: usize) -> Result<(), UploadError> {
+        let _ = len;
+        Ok(())
+    }
 }
 
 /// The staging slot could not do a read or write (out of its range, or
@@ -388,6 +396,11 @@ impl Receiver {
             // Nothing in the slot can be trusted: the next Begin starts over.
             self.session = None;
             return Message::Done(Err(UploadError::DigestMismatch));
+        }
+        if let Err(e) = slot.accept(total) {
+            // Refused for what it is: sending it again changes nothing.
+            self.session = None;
+            return Message::Done(Err(e));
         }
         s.state.complete = true;
         Message::Done(Ok(()))

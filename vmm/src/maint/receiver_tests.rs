@@ -209,3 +209,42 @@ fn resume_state_bytes_round_trip_and_refuse_damage() {
     let bad = ResumeState { verified: 99, ..s };
     assert_eq!(ResumeState::from_bytes(&bad.to_bytes()), None);
 }
+
+/// A staging slot whose owner refuses what arrived (a bad signature, say).
+struct Refusing(MemSlot);
+
+impl StagingSlot for Refusing {
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), StagingError> {
+        self.0.write(offset, data)
+    }
+    fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), StagingError> {
+        self.0.read(offset, out)
+    }
+    fn accept(&mut self, _: usize) -> Result<(), UploadError> {
+        Err(UploadError::BadSignature)
+    }
+}
+
+#[test]
+fn an_upload_refused_for_what_it_is_is_forgotten() {
+    let img: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let mut slot = Refusing(MemSlot::new(4096));
+    let mut rx = Receiver::new();
+    assert_eq!(rx.handle(&begin(&img, 256), &mut slot), ack(0, 0, 2));
+    rx.handle(&data(&img, 256, 0), &mut slot);
+    rx.handle(&data(&img, 256, 1), &mut slot);
+    assert_eq!(
+        rx.handle(&Message::Finish, &mut slot),
+        Some(Message::Done(Err(UploadError::BadSignature)))
+    );
+    assert_eq!(rx.completed(), None);
+    assert_eq!(rx.resume_state(), None);
+    // Finish again: nothing to finish (the sender must start over).
+    assert_eq!(
+        rx.handle(&Message::Finish, &mut slot),
+        Some(Message::Refused(UploadError::NoSession))
+    );
+}

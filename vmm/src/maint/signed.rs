@@ -155,6 +155,30 @@ impl core::fmt::Display for SignError {
     }
 }
 
+impl SignError {
+    /// How an upload refused for this is answered on the link (the
+    /// device's log carries the full sentence).
+    pub fn upload_error(&self) -> crate::maint::proto::UploadError {
+        use crate::maint::proto::UploadError as U;
+        match self {
+            SignError::NotSigned => U::NotSigned,
+            SignError::UnknownKey => U::UnknownKey,
+            SignError::BadSignature => U::BadSignature,
+            SignError::WrongBoard { .. } => U::WrongBoard,
+            SignError::CounterTooLow { image, running } => U::CounterTooLow {
+                image: *image,
+                running: *running,
+            },
+            SignError::Slot(_)
+            | SignError::BadFormat(_)
+            | SignError::Malformed(_)
+            | SignError::LengthMismatch { .. }
+            | SignError::DigestMismatch
+            | SignError::CannotSign(_) => U::BadImage,
+        }
+    }
+}
+
 fn le16(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
 }

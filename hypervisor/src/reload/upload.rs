@@ -1,0 +1,153 @@
+//! Where an upload over the maintenance link lands, and how it becomes the
+//! staged image.
+//!
+//! The receiver (`vmm::maint::receiver`) writes chunks only into the
+//! board's *upload area*, memory that holds no image anyone runs. Once the
+//! whole upload is there with the digest its sender announced, [`accept`]
+//! checks it as the image it claims to be, trusting nothing before the
+//! signature (`vmm::maint::signed`: a key built into this image, the
+//! signature, this board, the security counter, the image's SHA-256), then
+//! as an image this board can run (`vmm::image_slot`), and only then
+//! copies it into the staging slot (`slots::staging`). So neither the
+//! running image, nor the previous one, nor a staged valid image is ever
+//! replaced by an upload in progress or by one that fails a check.
+//!
+//! Images placed in a slot by the boot loader (QEMU's loader, the SD card)
+//! are not required to be signed: whoever writes them has the board in
+//! hand.
+use super::slots;
+use crate::arch::aarch64::cache;
+use crate::board::board;
+use alloc::vec::Vec;
+use log::{error, info};
+use vmm::image_slot::{self, HEADER_SIZE};
+use vmm::maint::proto::UploadError;
+use vmm::maint::receiver::{StagingError, StagingSlot};
+use vmm::maint::signed::{self, Policy, TrustedKey};
+
+include!(concat!(env!("OUT_DIR"), "/trusted_keys.rs"));
+
+/// The keys an upload may be signed with (`BLINK_TRUSTED_KEYS` at build
+/// time).
+pub fn trusted_keys() -> Vec<TrustedKey> {
+    TRUSTED_KEYS
+        .iter()
+        .map(|&(public, development)| TrustedKey {
+            public,
+            development,
+        })
+        .collect()
+}
+
+/// A development image: it trusts a development key (anyone with the
+/// workspace can sign for it).
+pub fn development() -> bool {
+    TRUSTED_KEYS.iter().any(|k| k.1)
+}
+
+/// The running image's security counter: the one signed into its slot, 0
+/// for an unsigned image (one the boot loader placed).
+pub fn security_counter() -> u32 {
+    let Some(cur) = slots::current() else {
+        return 0;
+    };
+    let keys = trusted_keys();
+    let policy = Policy {
+        trusted: &keys,
+        board: board().name,
+        min_security_counter: 0,
+    };
+    signed::verify(slots::bytes(cur), &policy)
+        .map(|s| s.meta.security_counter)
+        .unwrap_or(0)
+}
+
+/// The board's upload area as the receiver's staging memory.
+pub struct UploadArea;
+
+impl UploadArea {
+    fn bytes(&self) -> &'static mut [u8] {
+        let (base, size) = board().upload;
+        // SAFETY: the upload area is reserved in the board description,
+        // identity mapped with the hypervisor region, outside the heap and
+        // every slot; only the maintenance link (under its lock, on CPU 0)
+        // reads or writes it, through this type, one call at a time.
+        unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) }
+    }
+}
+
+impl StagingSlot for UploadArea {
+    fn capacity(&self) -> usize {
+        board().upload.1 as usize
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), StagingError> {
+        let end = offset.checked_add(data.len()).ok_or(StagingError)?;
+        self.bytes()
+            .get_mut(offset..end)
+            .ok_or(StagingError)?
+            .copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), StagingError> {
+        let end = offset.checked_add(out.len()).ok_or(StagingError)?;
+        out.copy_from_slice(self.bytes().get(offset..end).ok_or(StagingError)?);
+        Ok(())
+    }
+
+    fn accept(&mut self, len: usize) -> Result<(), UploadError> {
+        let upload = self.bytes().get(..len).ok_or(UploadError::BadImage)?;
+        let keys = trusted_keys();
+        let running = security_counter();
+        let policy = Policy {
+            trusted: &keys,
+            board: board().name,
+            min_security_counter: running,
+        };
+        let img = signed::verify(upload, &policy).map_err(|e| {
+            error!("upload refused: {}; the staged image is unchanged", e);
+            e.upload_error()
+        })?;
+        image_slot::verify(upload, &slots::rules()).map_err(|e| {
+            error!("upload refused: {}; the staged image is unchanged", e);
+            UploadError::BadImage
+        })?;
+        if crate::vcpu::quiesce::requested() {
+            error!("upload refused: a reload is in progress; send it again once it is done");
+            return Err(UploadError::Busy);
+        }
+        let slot = slots::staging();
+        let (base, size) = slots::region(slot);
+        let copy = HEADER_SIZE + img.slot.image_len as usize;
+        if copy as u64 > size || copy > len {
+            error!(
+                "upload refused: {} bytes do not fit image slot {} ({} bytes)",
+                copy, slot, size
+            );
+            return Err(UploadError::BadImage);
+        }
+        // SAFETY: the staging slot holds neither the running nor the
+        // previous image (slots::staging); the slot is reserved, mapped,
+        // and disjoint from the upload area. No reload copies it meanwhile:
+        // none was requested (checked above), and one requested from
+        // another CPU from now on copies in `perform`, on CPU 0, which is
+        // here until the copy is done. (Such a request's own check may
+        // read a half-copied slot and refuse; it never starts one.)
+        unsafe { core::ptr::copy_nonoverlapping(upload.as_ptr(), base as *mut u8, copy) };
+        cache::clean_to_poc(base, copy as u64);
+        info!(
+            "upload: '{}' (version {}, security counter {}, {} key) staged in image slot {}",
+            img.slot.version,
+            img.meta.version,
+            img.meta.security_counter,
+            if img.meta.development {
+                "development"
+            } else {
+                "production"
+            },
+            slot
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! The maintenance link as the tests drive it: QEMU's second serial on a
+//! Unix socket, and the real `blinkctl` (`target/debug/blinkctl`, built by
+//! `cargo xtask test` or `cargo build -p blinkctl`) talking to it.
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{re, DEADLINE};
+use regex::Regex;
+use xtask::Scenario;
+
+/// Gives `s` a second serial (the maintenance UART) on a Unix socket in
+/// the target directory, named after `tag` and this process; returns its
+/// path.
+pub fn serial_socket(s: &mut Scenario, tag: &str) -> anyhow::Result<PathBuf> {
+    let dir = xtask::target_dir().join("xtask");
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join(format!("{tag}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    s.extra_args.extend([
+        "-chardev".into(),
+        format!("socket,id=m,path={},server=on,wait=off", sock.display()),
+        "-serial".into(),
+        "chardev:m".into(),
+    ]);
+    Ok(sock)
+}
+
+/// `[hv] maintenance link on /pl011@9040000 (INTID 40, CPU 0): ...`.
+pub fn link_on() -> Regex {
+    re(r"^\[hv\] maintenance link on /pl011@9040000 \(INTID 40, CPU 0\): ")
+}
+
+pub fn blinkctl_binary() -> anyhow::Result<PathBuf> {
+    let exe = xtask::target_dir().join("debug").join("blinkctl");
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} is missing: run `cargo build -p blinkctl` (cargo xtask test does)",
+        exe.display()
+    );
+    Ok(exe)
+}
+
+/// Runs `blinkctl -d unix:<sock> <args>`: exit code, stdout, stderr.
+pub fn blinkctl(sock: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let out = Command::new(blinkctl_binary()?)
+        .arg("-d")
+        .arg(format!("unix:{}", sock.display()))
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Waits until QEMU listens on `sock` (a probe connection, closed again).
+pub fn wait_listening(sock: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match UnixStream::connect(sock) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => anyhow::bail!("nothing listens on {}: {e}", sock.display()),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Signed images over the maintenance link: `blinkctl upload` puts an image
+//! into the staging slot only once it arrived whole and checks out against
+//! the key built into the running image; `blinkctl upgrade` warm-reloads
+//! into it and `blinkctl rollback` back, under the heartbeat and the
+//! memory-pattern guest, which go on counting and verifying.
+//!
+//! Refused, each with the staging slot left as it was and the guests
+//! unaffected: an image changed after signing, one signed with another
+//! key, one signed for another board, and (once the signed image runs) one
+//! whose security counter is below the running image's.
+
+use std::path::{Path, PathBuf};
+
+use tests::hv::SlotRole;
+use tests::link::{blinkctl, blinkctl_binary, link_on, serial_socket, wait_listening};
+use tests::*;
+
+fn version() -> String {
+    format!("blink {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn dev_key() -> PathBuf {
+    xtask::workspace_root().join("keys/development.secret")
+}
+
+/// `blinkctl sign`s the raw image `raw` into `out` (exit 0 or an error).
+fn sign(
+    raw: &Path,
+    key: &Path,
+    label: &str,
+    counter: u32,
+    board: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let counter = counter.to_string();
+    let args = [
+        "sign",
+        "--key",
+        key.to_str().unwrap_or_default(),
+        "--image",
+        raw.to_str().unwrap_or_default(),
+        "--version",
+        "0.2.0",
+        "--security-counter",
+        &counter,
+        "--board",
+        board,
+        "--label",
+        label,
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ];
+    let out = std::process::Command::new(blinkctl_binary()?)
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "blinkctl sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// An upload the device must refuse: blinkctl exits 1 naming `answer`,
+/// the hypervisor logs `log`, slot 1 stays empty and staged, the guests
+/// go on.
+fn refused(
+    run: &mut QemuRun,
+    sock: &Path,
+    image: &Path,
+    answer: &str,
+    log: &Regex,
+) -> anyhow::Result<()> {
+    let (code, out, err) = blinkctl(sock, &["upload", image.to_str().unwrap_or_default()])?;
+    check!(
+        run,
+        code == 1 && err.contains(answer),
+        "upload of {}: exit {code}, want 1 and '{answer}': {err}{out}",
+        image.display()
+    );
+    run.expect(log, DEADLINE)?;
+    let (code, out, _) = blinkctl(sock, &["images"])?;
+    check!(
+        run,
+        code == 0
+            && re(r"(?m)^image slot 1 at 0x[0-9a-f]+ \(\d+ KiB\): no image.* \[staged\]$")
+                .is_match(&out),
+        "after a refused upload the staging slot changed: {out}"
+    );
+    more_heartbeats(run, "domU0", 1, "heartbeat after a refused upload")?;
+    Ok(())
+}
+
+fn upload_upgrade_rollback(gic: u32) -> anyhow::Result<()> {
+    blinkctl_binary()?;
+    let next_raw = xtask::images::images_dir().join("hypervisor-next.bin");
+    anyhow::ensure!(
+        next_raw.is_file(),
+        "{} missing: run `cargo xtask build`",
+        next_raw.display()
+    );
+    let (n, n1) = (version(), xtask::images::next_version());
+    let dir = xtask::target_dir()
+        .join("xtask")
+        .join(format!("upload-{}-v{gic}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    // The images, signed as a release engineer would.
+    let good = dir.join("next.slot");
+    sign(&next_raw, &dev_key(), &n1, 5, "qemu-virt", &good)?;
+    let mut bytes = std::fs::read(&good)?;
+    let mid = vmm::image_slot::HEADER_SIZE + (bytes.len() - vmm::image_slot::HEADER_SIZE) / 2;
+    bytes[mid] ^= 0x01;
+    let tampered = dir.join("tampered.slot");
+    std::fs::write(&tampered, &bytes)?;
+    let other_key = dir.join("other");
+    let out = std::process::Command::new(blinkctl_binary()?)
+        .args([
+            "keygen",
+            "--force",
+            "--out",
+            other_key.to_str().unwrap_or_default(),
+        ])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "blinkctl keygen failed");
+    let foreign = dir.join("foreign.slot");
+    sign(
+        &next_raw,
+        &other_key.with_extension("secret"),
+        &n1,
+        5,
+        "qemu-virt",
+        &foreign,
+    )?;
+    let for_pi = dir.join("rpi4.slot");
+    sign(&next_raw, &dev_key(), &n1, 5, "rpi4", &for_pi)?;
+    let old = dir.join("downgrade.slot");
+    sign(
+        &xtask::images::hypervisor_image(),
+        &dev_key(),
+        &n,
+        1,
+        "qemu-virt",
+        &old,
+    )?;
+
+    let mut sock = PathBuf::new();
+    let mut run = start_heartbeat_and_pattern(gic, |s| {
+        sock = serial_socket(s, &format!("upload-v{gic}")).unwrap_or_default();
+    })?;
+    // Said before the guests ran, which start_heartbeat_and_pattern waited for.
+    check!(
+        run,
+        !run.find_all(&link_on()).is_empty(),
+        "no maintenance link"
+    );
+    wait_listening(&sock)?;
+
+    refused(
+        &mut run,
+        &sock,
+        &tampered,
+        "refused: not an image this board can run",
+        &re(
+            r"^\[hv\] ERROR: upload refused: the image's SHA-256 differs from the signed one; the staged image is unchanged$",
+        ),
+    )?;
+    refused(
+        &mut run,
+        &sock,
+        &foreign,
+        "refused: signed with a key the running image does not trust",
+        &re(r"^\[hv\] ERROR: upload refused: signed with a key this image does not trust; "),
+    )?;
+    refused(
+        &mut run,
+        &sock,
+        &for_pi,
+        "refused: the image is not for this board",
+        &re(r"^\[hv\] ERROR: upload refused: image for rpi4, this board is 'qemu-virt'; "),
+    )?;
+
+    // The signed next build: staged in slot 1, then upgraded into.
+    let (code, out, err) = blinkctl(&sock, &["upload", good.to_str().unwrap_or_default()])?;
+    check!(run, code == 0, "upload: exit {code}: {err}{out}");
+    run.expect(
+        &re(&format!(
+            r"^\[hv\] upload: '{}' \(version 0\.2\.0, security counter 5, development key\) staged in image slot 1$",
+            regex::escape(&n1)
+        )),
+        DEADLINE,
+    )?;
+    let (_, out, _) = blinkctl(&sock, &["images"])?;
+    check!(
+        run,
+        re(&format!(
+            r"(?m)^image slot 1 .*'{}'.* ok \[staged\]$",
+            regex::escape(&n1)
+        ))
+        .is_match(&out),
+        "images after the upload: {out}"
+    );
+    let beat = last_value(&run, |l| heartbeat_n("domU0", l));
+    let (code, out, err) = blinkctl(&sock, &["upgrade"])?;
+    check!(run, code == 0, "upgrade: exit {code}: {err}{out}");
+    run.expect(&hv::upgrade_to(&n1, &n), DEADLINE)?;
+    run.expect(&hv::banner_of(&n1, "qemu-virt", 2), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 2), DEADLINE)?;
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "heartbeat after the upgrade",
+        |l| heartbeat_n("domU0", l),
+        beat,
+    )?;
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0
+            && out.starts_with(&format!("{n1} on qemu-virt: "))
+            && out.contains("running slot 1, staging slot 2, security counter 5;"),
+        "status after the upgrade: exit {code}: {err}{out}"
+    );
+
+    // Below the running image's security counter: a downgrade.
+    let (code, out, err) = blinkctl(&sock, &["upload", old.to_str().unwrap_or_default()])?;
+    check!(
+        run,
+        code == 1 && err.contains("security counter 1 is below the running image's 5"),
+        "downgrade upload: exit {code}: {err}{out}"
+    );
+    run.expect(
+        &re(r"^\[hv\] ERROR: upload refused: security counter 1 is below the running image's 5 \(a downgrade\); "),
+        DEADLINE,
+    )?;
+
+    // And back.
+    let beat = last_value(&run, |l| heartbeat_n("domU0", l));
+    let (code, out, err) = blinkctl(&sock, &["rollback"])?;
+    check!(run, code == 0, "rollback: exit {code}: {err}{out}");
+    run.expect(&hv::rollback_to(&n, &n1), DEADLINE)?;
+    run.expect(&hv::banner_of(&n, "qemu-virt", 2), DEADLINE)?;
+    run.expect(&hv::reload_report(2, 2), DEADLINE)?;
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "heartbeat after the rollback",
+        |l| heartbeat_n("domU0", l),
+        beat,
+    )?;
+    let pass = last_value(&run, |l| mempattern_pass("domU1", l));
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "memory verified after the rollback",
+        |l| mempattern_pass("domU1", l),
+        pass,
+    )?;
+    let (_, out, _) = blinkctl(&sock, &["images"])?;
+    check!(
+        run,
+        tests::hv::image_slot_holding(1, &n1, SlotRole::Previous)
+            .is_match(&format!("[hv] {}", out.lines().nth(1).unwrap_or_default())),
+        "images after the rollback: {out}"
+    );
+    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
+    let passes: Vec<u64> = run
+        .lines()
+        .iter()
+        .filter_map(|l| mempattern_pass("domU1", l))
+        .collect();
+    reload::check_continuous(&run, "mempattern passes", &passes)?;
+    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
+    // Clean after the upgrade but for the downgrade refused on purpose.
+    let downgrade = re(r"^\[hv\] ERROR: upload refused: security counter 1 ");
+    let lines: Vec<String> = run
+        .lines()
+        .into_iter()
+        .filter(|l| !downgrade.is_match(l))
+        .collect();
+    if let Some((line, why)) = reload::first_unclean(&lines, reload::Since::FirstReload)? {
+        anyhow::bail!(
+            "unexpected line (/{why}/) after the upgrade: {line}\n{}",
+            run.report()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+on_both_gics!(upload_upgrade_rollback);
