@@ -68,11 +68,16 @@ enum Cmd {
         #[arg(long)]
         restart: bool,
     },
-    /// Warm-reload into the staged image as a trial.
+    /// Warm-reload into the staged image as a trial (reverted by the
+    /// device unless confirmed in time).
     Upgrade {
         /// Make it permanent after N seconds of every VM making progress.
         #[arg(long, value_name = "N")]
         confirm_after: Option<u32>,
+        /// Revert unless confirmed within S seconds (device default 300;
+        /// the device's `upgrade --timeout S`).
+        #[arg(long, value_name = "S")]
+        revert_after: Option<u32>,
     },
     /// Make the running (trial) image permanent.
     Confirm,
@@ -196,10 +201,19 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.cmd {
         Cmd::Status { json } => remote(cli, if *json { "status --json" } else { "status" }),
         Cmd::Images => remote(cli, "images"),
-        Cmd::Upgrade { confirm_after } => match confirm_after {
-            Some(n) => remote(cli, &format!("upgrade --confirm-after {n}")),
-            None => remote(cli, "upgrade"),
-        },
+        Cmd::Upgrade {
+            confirm_after,
+            revert_after,
+        } => {
+            let mut line = String::from("upgrade");
+            if let Some(n) = confirm_after {
+                line.push_str(&format!(" --confirm-after {n}"));
+            }
+            if let Some(s) = revert_after {
+                line.push_str(&format!(" --timeout {s}"));
+            }
+            remote(cli, &line)
+        }
         Cmd::Confirm => remote(cli, "confirm"),
         Cmd::Rollback => remote(cli, "rollback"),
         Cmd::Rejuvenate => remote(cli, "rejuvenate"),

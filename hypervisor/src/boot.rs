@@ -154,6 +154,7 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
             (create_vms(dtb, dtb_addr as u64, info, ncpus, g, gicv), None)
         }
     };
+    reload::trial::start(warm.is_some());
     let uart_intid = info.uart.intid();
     if let Some(i) = uart_intid {
         g.route_spi(i, 0);

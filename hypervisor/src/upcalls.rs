@@ -39,12 +39,13 @@ impl vcpu::Upcalls for Wiring {
         if cpu == 0 {
             maint_link::poll();
             reload::periodic::check();
+            reload::trial::check();
         }
     }
 
     fn poll_deadline(&self, cpu: usize) -> u64 {
         if cpu == 0 {
-            reload::periodic::due()
+            reload::periodic::due().min(reload::trial::due())
         } else {
             u64::MAX
         }

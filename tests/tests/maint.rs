@@ -81,11 +81,11 @@ fn maint(gic: u32) -> anyhow::Result<()> {
             && out.contains("\"name\":\"domU0\""),
         "status --json: exit {code}: {out}"
     );
-    // A verb not served yet is refused with a reason (exit code 1).
+    // `confirm` with no trial in progress is refused with a reason (exit 1).
     let (code, out, _) = blinkctl(&sock, &["confirm"])?;
     check!(
         run,
-        code == 1 && out.contains("not served yet"),
+        code == 1 && out.contains("not on trial"),
         "confirm: exit {code}: {out}"
     );
 

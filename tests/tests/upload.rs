@@ -1,7 +1,8 @@
 //! Signed images over the maintenance link: `blinkctl upload` puts an image
 //! into the staging slot only once it arrived whole and checks out against
 //! the key built into the running image; `blinkctl upgrade` warm-reloads
-//! into it and `blinkctl rollback` back, under the heartbeat and the
+//! into it on trial, `blinkctl confirm` makes it permanent and `blinkctl
+//! rollback` goes back, under the heartbeat and the
 //! memory-pattern guest, which go on counting and verifying.
 //!
 //! Refused, each with the staging slot left as it was and the guests
@@ -218,8 +219,27 @@ fn upload_upgrade_rollback(gic: u32) -> anyhow::Result<()> {
         run,
         code == 0
             && out.starts_with(&format!("{n1} on qemu-virt: "))
-            && out.contains("running slot 1, staging slot 2, security counter 5;"),
+            && out.contains("running slot 1, staging slot 2, security counter 5;")
+            && re(r"(?m)^trial: slot 1 on trial, reverts to slot 0 in \d+ s unless confirmed$")
+                .is_match(&out),
         "status after the upgrade: exit {code}: {err}{out}"
+    );
+    // Confirmed: permanent; a second confirm has nothing to confirm.
+    let (code, out, err) = blinkctl(&sock, &["confirm"])?;
+    check!(
+        run,
+        code == 0 && out.contains("confirm: the image in slot 1 is permanent"),
+        "confirm: exit {code}: {err}{out}"
+    );
+    run.expect(
+        &re(r"^\[hv\] trial: confirmed by the operator: this image \(slot 1\) is permanent$"),
+        DEADLINE,
+    )?;
+    let (code, out, _) = blinkctl(&sock, &["confirm"])?;
+    check!(
+        run,
+        code == 1 && out.contains("not on trial"),
+        "second confirm: exit {code}: {out}"
     );
 
     // Below the running image's security counter: a downgrade.

@@ -44,6 +44,7 @@ pub mod quiesce;
 pub mod resume;
 pub mod save;
 pub mod slots;
+pub mod trial;
 pub mod upload;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -207,6 +208,7 @@ pub fn perform(dtb: u64, console_pending: &dyn Fn(usize) -> alloc::vec::Vec<u8>)
     if let Err(why) = quiesce::release_secondaries(others) {
         return quiesce::abandon(why);
     }
+    trial::before_jump(slot);
     jump::jump(
         dtb,
         src,

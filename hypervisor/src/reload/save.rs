@@ -23,7 +23,8 @@ pub fn write_block(
     let ho = snapshot(machine(), t_quiesced, console_pending);
     let bytes = handoff::encode(&ho, HANDOFF_MINOR)
         .map_err(|e| alloc::format!("handoff block not written: {e}"))?;
-    if bytes.len() as u64 > board().handoff.1 {
+    // The region's last page holds the trial record (`trial`).
+    if bytes.len() as u64 > board().handoff.1 - super::trial::RECORD_PAGE {
         return Err("handoff block larger than its region".into());
     }
     // SAFETY: the handoff region is reserved for this and outside the heap.

@@ -86,6 +86,12 @@ pub fn previous() -> Option<usize> {
     Some(state().previous_slot.load(Ordering::Acquire)).filter(|&s| s != NONE)
 }
 
+/// After a trial was reverted: the trial image is no way back, it is
+/// staged again (to retry, or to be replaced by an upload).
+pub fn forget_previous() {
+    state().previous_slot.store(NONE, Ordering::Release);
+}
+
 /// The staging slot: the first that holds neither the running image nor
 /// the previous one (there are three, so there always is one). A cold
 /// boot stages slot 1, where `cargo xtask run --next-image` has QEMU

@@ -73,9 +73,17 @@ pub fn rejuvenate() -> Result<(), Refusal> {
 }
 
 /// `upgrade`: warm reload into the staged image (the staging slot: placed
-/// there by an upload, or by the boot loader at a cold boot).
-pub fn upgrade() -> Result<(), Refusal> {
-    reload::request(Target::Staged)
+/// there by an upload, or by the boot loader at a cold boot), on trial:
+/// reverted unless confirmed within `timeout_s` (default
+/// `reload::trial::DEFAULT_TIMEOUT_S`), confirmed by itself after
+/// `confirm_after_s` of every VM running if given.
+pub fn upgrade(confirm_after_s: Option<u32>, timeout_s: Option<u32>) -> Result<(), Refusal> {
+    reload::trial::upgrade(confirm_after_s, timeout_s)
+}
+
+/// `confirm`: the running trial image becomes permanent.
+pub fn confirm() -> Result<String, Refusal> {
+    reload::trial::confirm()
 }
 
 /// `rollback`: warm reload into the image the running one was upgraded

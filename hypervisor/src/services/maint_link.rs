@@ -233,10 +233,11 @@ struct Verbs {
 
 const HELP: &str = "commands: help, status [--json] (VMs and aging indicators), images (the image slots), exits (guest exits by kind)
   rejuvenate (warm reload into a fresh copy of this image: VMs keep running)
-  upload (blinkctl upload: a signed image into the staging slot), upgrade (warm reload into the staged image)
-  rollback (warm reload into the image this one was upgraded from)
+  upload (blinkctl upload: a signed image into the staging slot)
+  upgrade [--confirm-after N] [--timeout S] (warm reload into the staged image on trial: reverts unless confirmed within S s, default 300)
+  confirm (the running trial image becomes permanent), rollback (warm reload into the image this one was upgraded from)
   reboot (cold reset of the machine), debug-leak <KiB>, debug-rejuvenate-corrupt
-  not served yet: upgrade --confirm-after, confirm (no trial upgrades yet: an upgrade is permanent at once), log
+  not served yet: log
 ";
 
 impl Control for Verbs {
@@ -251,9 +252,17 @@ impl Control for Verbs {
                 String::from("rejuvenate: warm reload started; this line answers again once the new image has started\n")
             }),
             Command::Upgrade {
-                confirm_after_s: None,
-            } => control::upgrade().map(|()| {
-                String::from("upgrade: warm reload into the staged image started (no trial: permanent at once; 'rollback' goes back)\n")
+                confirm_after_s,
+                timeout_s,
+            } => control::upgrade(confirm_after_s, timeout_s).map(|()| {
+                alloc::format!(
+                    "upgrade: warm reload into the staged image started, on trial: 'confirm' within {} s or it reverts{}\n",
+                    timeout_s.unwrap_or(crate::reload::trial::DEFAULT_TIMEOUT_S),
+                    match confirm_after_s {
+                        Some(n) => alloc::format!(" (confirmed by itself after {n} s of every VM running)"),
+                        None => String::new(),
+                    }
+                )
             }),
             Command::Rollback => control::rollback().map(|()| {
                 String::from("rollback: warm reload into the previous image started\n")
@@ -274,12 +283,7 @@ impl Control for Verbs {
             Command::Upload => Err(String::from(
                 "upload: the image comes as frames (blinkctl upload IMAGE)",
             )),
-            Command::Upgrade { .. } => Err(String::from(
-                "upgrade --confirm-after: trial upgrades are not served yet; a plain 'upgrade' is permanent at once ('rollback' goes back)",
-            )),
-            Command::Confirm => Err(String::from(
-                "confirm: no trial in progress: trial upgrades are not served yet, so the running image is already permanent",
-            )),
+            Command::Confirm => control::confirm(),
             Command::Log => Err(String::from("log: not served yet (the console shows the log)")),
         }
     }
@@ -348,6 +352,9 @@ impl Verbs {
                 "uploads need a production key"
             }
         );
+        if let Some(trial) = crate::reload::trial::describe() {
+            let _ = writeln!(t, "{trial}");
+        }
         let _ = writeln!(
             t,
             "link: {} text bytes, {} frames, {} bad frames; development image: anyone on this line may change state",

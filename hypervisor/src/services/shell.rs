@@ -28,12 +28,16 @@ fn run(cmd: &str) {
         "" => {}
         "help" => {
             hvprintln!("commands: help, status (VMs and aging indicators), exits (guest exits by kind since this image started, summed over CPUs), images (the image slots)");
-            hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the staged image), rollback (warm reload into the image this one was upgraded from)");
+            hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the staged image, on trial: 'confirm' within 300 s or it reverts), confirm, rollback (warm reload into the image this one was upgraded from)");
             hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU)");
             hvprintln!("  debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
         }
         "rejuvenate" => refused(control::rejuvenate()),
-        "upgrade" => refused(control::upgrade()),
+        "upgrade" => refused(control::upgrade(None, None)),
+        "confirm" => match control::confirm() {
+            Ok(text) => hvprintln!("{}", text.trim_end()),
+            Err(why) => error!("{}", why),
+        },
         "rollback" => refused(control::rollback()),
         "images" => images(),
         "debug-rejuvenate-corrupt" => refused(control::rejuvenate_corrupted()),

@@ -169,6 +169,7 @@ mod tests {
         let mut a = Authenticator::new(100, 1000);
         let up = Command::Upgrade {
             confirm_after_s: None,
+            timeout_s: None,
         };
         assert!(!a.allows(&up, false, 0));
         assert!(a.allows(&Command::Status { json: true }, false, 0));
@@ -235,6 +236,7 @@ mod tests {
             Command::Reboot,
             Command::Upgrade {
                 confirm_after_s: Some(3),
+                timeout_s: Some(9),
             },
             Command::Debug(DebugCommand::Leak { kib: 1 }),
             Command::Debug(DebugCommand::Fault),

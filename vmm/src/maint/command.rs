@@ -23,10 +23,13 @@ pub enum Command {
     Images,
     /// `upload`: the image itself comes as frames (`blinkctl upload`).
     Upload,
-    /// `upgrade [--confirm-after N]`: a trial upgrade into the staged
-    /// image, made permanent by `confirm` or after N seconds of health.
+    /// `upgrade [--confirm-after N] [--timeout S]`: a trial upgrade into
+    /// the staged image, made permanent by `confirm` or after N seconds of
+    /// health, reverted if neither happened within S seconds (the
+    /// device's default if not given).
     Upgrade {
         confirm_after_s: Option<u32>,
+        timeout_s: Option<u32>,
     },
     Confirm,
     Rollback,
@@ -166,30 +169,34 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, ParseError> {
                 arg: String::from(arg),
             }),
         },
-        "upgrade" => match words.next() {
-            None => Ok(Some(Command::Upgrade {
-                confirm_after_s: None,
-            })),
-            Some("--confirm-after") => {
-                let n = number(words.next(), "upgrade", "--confirm-after")?;
-                let n = u32::try_from(n).map_err(|_| ParseError::BadValue {
-                    verb: "upgrade",
-                    option: "--confirm-after",
-                    value: alloc::format!("{n}"),
+        "upgrade" => {
+            let (mut confirm_after_s, mut timeout_s) = (None, None);
+            while let Some(w) = words.next() {
+                let (slot, option) = match w {
+                    "--confirm-after" => (&mut confirm_after_s, "--confirm-after"),
+                    "--timeout" => (&mut timeout_s, "--timeout"),
+                    arg => {
+                        return Err(ParseError::UnexpectedArgument {
+                            verb: "upgrade",
+                            arg: String::from(arg),
+                        })
+                    }
+                };
+                let n = number(words.next(), "upgrade", option)?;
+                let n = u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+                    ParseError::BadValue {
+                        verb: "upgrade",
+                        option,
+                        value: alloc::format!("{n}"),
+                    }
                 })?;
-                simple(
-                    "upgrade",
-                    Command::Upgrade {
-                        confirm_after_s: Some(n),
-                    },
-                    words,
-                )
+                *slot = Some(n);
             }
-            Some(arg) => Err(ParseError::UnexpectedArgument {
-                verb: "upgrade",
-                arg: String::from(arg),
-            }),
-        },
+            Ok(Some(Command::Upgrade {
+                confirm_after_s,
+                timeout_s,
+            }))
+        }
         "debug-leak" => {
             let kib = number(words.next(), "debug-leak", "<KiB>")?;
             simple(
@@ -238,13 +245,22 @@ mod tests {
         assert_eq!(
             p("upgrade"),
             Ok(Some(Command::Upgrade {
-                confirm_after_s: None
+                confirm_after_s: None,
+                timeout_s: None
+            }))
+        );
+        assert_eq!(
+            p("upgrade --timeout 5 --confirm-after 2"),
+            Ok(Some(Command::Upgrade {
+                confirm_after_s: Some(2),
+                timeout_s: Some(5)
             }))
         );
         assert_eq!(
             p("upgrade --confirm-after 30"),
             Ok(Some(Command::Upgrade {
-                confirm_after_s: Some(30)
+                confirm_after_s: Some(30),
+                timeout_s: None
             }))
         );
         assert_eq!(p("confirm"), Ok(Some(Command::Confirm)));

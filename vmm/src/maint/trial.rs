@@ -28,6 +28,9 @@ pub struct Trial {
     pub confirm_after: Option<u64>,
     /// Since when every VM has been progressing (None: not now).
     pub healthy_since: Option<u64>,
+    /// Set by the image that ends the trial by reverting, for the previous
+    /// image to report.
+    pub reverted: Option<RevertReason>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +93,7 @@ impl Trial {
             deadline: now.saturating_add(timeout),
             confirm_after,
             healthy_since: None,
+            reverted: None,
         }
     }
 
@@ -125,7 +129,10 @@ impl Trial {
         Ok(())
     }
 
-    /// For the handoff block: [`TRIAL_LEN`] bytes, little-endian, CRC-protected.
+    /// For the trial record the hypervisor keeps beside the handoff block:
+    /// [`TRIAL_LEN`] bytes, little-endian, CRC-protected. Byte 7 is the
+    /// revert reason (0 none, 1 not confirmed, 2 handoff refused with the
+    /// code at 40, 3 panicked, 4 hung).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(TRIAL_LEN);
         b.extend_from_slice(b"BLTR");
@@ -133,22 +140,34 @@ impl Trial {
         b.push(self.trial_slot);
         let flags = self.confirm_after.is_some() as u8 | (self.healthy_since.is_some() as u8) << 1;
         b.push(flags);
-        b.push(0);
+        let (reason, code) = match self.reverted {
+            None => (0, 0),
+            Some(RevertReason::NotConfirmed) => (1, 0),
+            Some(RevertReason::HandoffRefused(c)) => (2, c),
+            Some(RevertReason::Panicked) => (3, 0),
+            Some(RevertReason::Hung) => (4, 0),
+        };
+        b.push(reason);
         b.extend_from_slice(&self.started_at.to_le_bytes());
         b.extend_from_slice(&self.deadline.to_le_bytes());
         b.extend_from_slice(&self.confirm_after.unwrap_or(0).to_le_bytes());
         b.extend_from_slice(&self.healthy_since.unwrap_or(0).to_le_bytes());
+        b.extend_from_slice(&code.to_le_bytes());
         let crc = crate::crc32::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
     }
 
     pub fn from_bytes(b: &[u8]) -> Option<Trial> {
-        if b.len() != TRIAL_LEN || b[..4] != *b"BLTR" || b[7] != 0 || b[6] & !3 != 0 {
+        if b.len() != TRIAL_LEN || b[..4] != *b"BLTR" || b[7] > 4 || b[6] & !3 != 0 {
             return None;
         }
-        let crc = u32::from_le_bytes(b[40..44].try_into().ok()?);
-        if crc != crate::crc32::hash(&b[..40]) {
+        let crc = u32::from_le_bytes(b[44..48].try_into().ok()?);
+        if crc != crate::crc32::hash(&b[..44]) {
+            return None;
+        }
+        let code = u32::from_le_bytes(b[40..44].try_into().ok()?);
+        if b[7] != 2 && code != 0 {
             return None;
         }
         let u = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
@@ -159,12 +178,19 @@ impl Trial {
             deadline: u(16),
             confirm_after: (b[6] & 1 != 0).then(|| u(24)),
             healthy_since: (b[6] & 2 != 0).then(|| u(32)),
+            reverted: match b[7] {
+                0 => None,
+                1 => Some(RevertReason::NotConfirmed),
+                2 => Some(RevertReason::HandoffRefused(code)),
+                3 => Some(RevertReason::Panicked),
+                _ => Some(RevertReason::Hung),
+            },
         };
         (t.previous_slot != t.trial_slot && t.deadline >= t.started_at).then_some(t)
     }
 }
 
-pub const TRIAL_LEN: usize = 44;
+pub const TRIAL_LEN: usize = 48;
 
 #[cfg(test)]
 mod tests {
@@ -224,6 +250,7 @@ mod tests {
     fn bytes_round_trip_and_refuse_damage() {
         let mut t = Trial::start(1, 0, 5, 500, Some(60));
         t.poll(7, true);
+        t.reverted = Some(RevertReason::HandoffRefused(7));
         let b = t.to_bytes();
         assert_eq!(b.len(), TRIAL_LEN);
         assert_eq!(Trial::from_bytes(&b), Some(t));
@@ -232,7 +259,7 @@ mod tests {
             d[i] ^= 0x21;
             assert_eq!(Trial::from_bytes(&d), None, "byte {i}");
         }
-        assert_eq!(Trial::from_bytes(&b[..43]), None);
+        assert_eq!(Trial::from_bytes(&b[..47]), None);
         let same = Trial::start(1, 1, 0, 5, None);
         assert_eq!(Trial::from_bytes(&same.to_bytes()), None);
     }

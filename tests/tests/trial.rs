@@ -1,0 +1,103 @@
+//! Trial upgrades: `upgrade` starts the staged image on trial. Never
+//! confirmed, it reverts by itself at its deadline: the previous image
+//! resumes the VMs, says why, and stages the trial image again. With
+//! `--confirm-after N` it becomes permanent by itself once every VM has
+//! run for N seconds. The heartbeat and the memory-pattern guest count
+//! and verify on through all of it. (The next build is placed in the
+//! staging slot by QEMU's loader, as a boot loader would.)
+
+use tests::hv::SlotRole;
+use tests::link::{blinkctl, blinkctl_binary, serial_socket, wait_listening};
+use tests::*;
+
+fn version() -> String {
+    format!("blink {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn beat(l: &str) -> Option<u64> {
+    heartbeat_n("domU0", l)
+}
+
+fn unconfirmed_reverts_then_health_confirms(gic: u32) -> anyhow::Result<()> {
+    blinkctl_binary()?;
+    let next = xtask::images::require_next_image()?;
+    let (n, n1) = (version(), xtask::images::next_version());
+    let mut sock = std::path::PathBuf::new();
+    let mut run = start_heartbeat_and_pattern(gic, |s| {
+        s.next_image = Some(next);
+        sock = serial_socket(s, &format!("trial-v{gic}")).unwrap_or_default();
+    })?;
+    wait_listening(&sock)?;
+
+    // 1. On trial for 4 s, never confirmed: back to N by itself.
+    let last = last_value(&run, beat);
+    let (code, out, err) = blinkctl(&sock, &["upgrade", "--revert-after", "4"])?;
+    check!(
+        run,
+        code == 0 && out.contains("on trial: 'confirm' within 4 s or it reverts"),
+        "upgrade --revert-after 4: exit {code}: {err}{out}"
+    );
+    run.expect(&hv::upgrade_to(&n1, &n), DEADLINE)?;
+    run.expect(&hv::banner_of(&n1, "qemu-virt", 2), DEADLINE)?;
+    run.expect(
+        &re(r"^\[hv\] trial: this image \(slot 1\) is on trial: 'confirm' within \d s or it reverts to slot 0$"),
+        DEADLINE,
+    )?;
+    run.expect(&hv::reload_report(1, 2), DEADLINE)?;
+    run.expect(
+        &re(r"^\[hv\] trial: not confirmed in time: reverting to the previous image \(slot 0\)$"),
+        DEADLINE,
+    )?;
+    run.expect(&hv::rollback_to(&n, &n1), DEADLINE)?;
+    run.expect(&hv::banner_of(&n, "qemu-virt", 2), DEADLINE)?;
+    run.expect(
+        &re(r"^\[hv\] trial: the upgrade to slot 1 was reverted \(not confirmed in time\); this image \(slot 0\) resumed the VMs, slot 1 is staged again$"),
+        DEADLINE,
+    )?;
+    run.expect(&hv::reload_report(2, 2), DEADLINE)?;
+    wait_beyond(&mut run, DEADLINE, "heartbeat after the revert", beat, last)?;
+    let (code, out, _) = blinkctl(&sock, &["images"])?;
+    check!(
+        run,
+        code == 0
+            && hv::image_slot_holding(1, &n1, SlotRole::Staged)
+                .is_match(&format!("[hv] {}", out.lines().nth(1).unwrap_or_default())),
+        "images after the revert: {out}"
+    );
+
+    // 2. Confirmed by health: every VM running for 2 s.
+    let (code, out, err) = blinkctl(
+        &sock,
+        &["upgrade", "--confirm-after", "2", "--revert-after", "120"],
+    )?;
+    check!(
+        run,
+        code == 0 && out.contains("confirmed by itself after 2 s of every VM running"),
+        "upgrade --confirm-after 2: exit {code}: {err}{out}"
+    );
+    run.expect(&hv::reload_report(3, 2), DEADLINE)?;
+    run.expect(
+        &re(r"^\[hv\] trial: every VM ran for the time asked: this image \(slot 1\) is permanent$"),
+        DEADLINE,
+    )?;
+    let (code, out, _) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.starts_with(&format!("{n1} on qemu-virt: ")) && !out.contains("trial:"),
+        "status after the confirmation: {out}"
+    );
+    more_heartbeats(&mut run, "domU0", 2, "heartbeat after the confirmation")?;
+    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
+    let passes: Vec<u64> = run
+        .lines()
+        .iter()
+        .filter_map(|l| mempattern_pass("domU1", l))
+        .collect();
+    reload::check_continuous(&run, "mempattern passes", &passes)?;
+    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
+    reload::check_clean(&run, reload::Since::FirstReload)?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+on_both_gics!(unconfirmed_reverts_then_health_confirms);
