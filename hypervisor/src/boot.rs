@@ -172,7 +172,12 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
             );
         }
     }
-    let maint_intid = services::maint_link::start(board().maintenance, maint_uart.as_ref(), &vms);
+    let maint_intid = services::maint_link::start(
+        board().maintenance,
+        maint_uart.as_ref(),
+        &vms,
+        resumed.as_ref().and_then(|r| r.handoff.upload),
+    );
     // After a warm reload, input stays with the shell `rejuvenate` was typed in.
     console::attach_vms(
         &vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),

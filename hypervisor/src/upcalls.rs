@@ -53,7 +53,11 @@ impl vcpu::Upcalls for Wiring {
 
     fn quiesced(&self, cpu: usize) {
         if cpu == 0 {
-            reload::perform(vcpu::machine().dtb, &console::pending);
+            reload::perform(
+                vcpu::machine().dtb,
+                &console::pending,
+                maint_link::upload_state(),
+            );
         } else {
             reload::quiesce::park();
         }

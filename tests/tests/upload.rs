@@ -310,3 +310,103 @@ fn upload_upgrade_rollback(gic: u32) -> anyhow::Result<()> {
 }
 
 on_both_gics!(upload_upgrade_rollback);
+
+/// The figure of `..., <w> on the wire, ...` in blinkctl's upload report.
+fn wire_bytes(report: &str) -> Option<u64> {
+    re(r", (\d+) on the wire, ").captures(report)?[1]
+        .parse()
+        .ok()
+}
+
+/// The cable pulled midway (blinkctl killed), the hypervisor warm-reloaded
+/// meanwhile, then the same upload again: the new image carried the
+/// upload over in the handoff block, and it resumes from what the device
+/// verified, sending only the rest.
+#[test]
+fn upload_cut_and_resumed() -> anyhow::Result<()> {
+    blinkctl_binary()?;
+    let next_raw = xtask::images::images_dir().join("hypervisor-next.bin");
+    anyhow::ensure!(
+        next_raw.is_file(),
+        "{} missing: run `cargo xtask build`",
+        next_raw.display()
+    );
+    let dir = xtask::target_dir()
+        .join("xtask")
+        .join(format!("upload-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let good = dir.join("next.slot");
+    let n1 = xtask::images::next_version();
+    sign(&next_raw, &dev_key(), &n1, 5, "qemu-virt", &good)?;
+    let image_len = std::fs::metadata(&good)?.len();
+
+    let mut s = scenario(3, [VmSpec::guest("domU0", "heartbeat")]);
+    let sock = serial_socket(&mut s, "upload-cut")?;
+    let mut run = start(&s)?;
+    run.expect(&heartbeat("domU0"), DEADLINE)?;
+    wait_listening(&sock)?;
+
+    // Slowly (one small chunk in flight), and cut after a second.
+    let mut child = std::process::Command::new(blinkctl_binary()?)
+        .arg("-d")
+        .arg(format!("unix:{}", sock.display()))
+        .args(["upload", "--no-compress", "--chunk", "256", "--window", "1"])
+        .arg(&good)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let finished = child.try_wait()?;
+    let _ = child.kill();
+    let _ = child.wait();
+    check!(
+        run,
+        finished.is_none(),
+        "the slow upload finished within 1.5 s ({finished:?}): nothing was cut"
+    );
+
+    let (code, out, err) = blinkctl(&sock, &["rejuvenate"])?;
+    check!(run, code == 0, "rejuvenate: exit {code}: {err}{out}");
+    run.expect(
+        &re(r"^\[hv\] maintenance link: an upload of \d+ bytes goes on where it was \(\d+ chunks of 256 bytes verified before the reload\)$"),
+        DEADLINE,
+    )?;
+    run.expect(&hv::reload_report(1, 1), DEADLINE)?;
+    // The same chunk size (the verified prefix is counted in chunks).
+    let (code, out, err) = blinkctl(
+        &sock,
+        &[
+            "upload",
+            "--no-compress",
+            "--chunk",
+            "256",
+            good.to_str().unwrap_or_default(),
+        ],
+    )?;
+    check!(run, code == 0, "resumed upload: exit {code}: {err}{out}");
+    let sent = wire_bytes(&out).ok_or_else(|| anyhow::anyhow!("no report: {out}"))?;
+    check!(
+        run,
+        sent + 256 * 4 < image_len,
+        "the second upload put {sent} bytes on the wire for {image_len}: it did not resume ({out})"
+    );
+    run.expect(
+        &re(r"^\[hv\] upload: 'blink \S+\+next' \(version 0\.2\.0, security counter 5, development key\) staged in image slot 1$"),
+        DEADLINE,
+    )?;
+    let (_, out, _) = blinkctl(&sock, &["images"])?;
+    check!(
+        run,
+        out.contains("[staged]") && out.contains(&format!("'{n1}'")),
+        "images after the resumed upload: {out}"
+    );
+    more_heartbeats(&mut run, "domU0", 1, "heartbeat after the uploads")?;
+    run.assert_absent(&hv::tagged(&[
+        hv::Tag::Fatal,
+        hv::Tag::Panic,
+        hv::Tag::Error,
+    ]))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}

@@ -188,11 +188,17 @@ pub fn set_image_entered(t: u64) {
 /// the reload had to be abandoned (the VMs then simply continue).
 /// `console_pending` gives each VM's partial console line, carried in the
 /// block so that it is not printed split.
-pub fn perform(dtb: u64, console_pending: &dyn Fn(usize) -> alloc::vec::Vec<u8>) {
+/// `upload` is an upload over the maintenance link in progress, resumed by
+/// the next image.
+pub fn perform(
+    dtb: u64,
+    console_pending: &dyn Fn(usize) -> alloc::vec::Vec<u8>,
+    upload: Option<vmm::maint::receiver::ResumeState>,
+) {
     let Some((others, t_quiesced)) = quiesce::wait_for_secondaries() else {
         return;
     };
-    let handoff_len = match save::write_block(t_quiesced, console_pending) {
+    let handoff_len = match save::write_block(t_quiesced, console_pending, upload) {
         Ok(len) => len,
         Err(why) => return quiesce::abandon(&why),
     };

@@ -19,8 +19,10 @@ use vmm::memory::Region;
 pub fn write_block(
     t_quiesced: u64,
     console_pending: &dyn Fn(usize) -> Vec<u8>,
+    upload: Option<vmm::maint::receiver::ResumeState>,
 ) -> Result<u64, String> {
-    let ho = snapshot(machine(), t_quiesced, console_pending);
+    let mut ho = snapshot(machine(), t_quiesced, console_pending);
+    ho.upload = upload;
     let bytes = handoff::encode(&ho, HANDOFF_MINOR)
         .map_err(|e| alloc::format!("handoff block not written: {e}"))?;
     // The region's last page holds the trial record (`trial`).
@@ -117,6 +119,7 @@ fn snapshot(h: &Machine, t_quiesced: u64, console_pending: &dyn Fn(usize) -> Vec
         prev_image: slots::previous_after(state().target_slot.load(Ordering::Acquire))
             .map(|i| Region::new(board().image_slots[i].0, board().image_slots[i].1)),
         writer: Some(crate::VERSION.to_string()),
+        upload: None,
         vms,
     }
 }

@@ -33,7 +33,7 @@ use spin::Mutex;
 use vmm::config::HostUart;
 use vmm::maint::command::{Command, DebugCommand};
 use vmm::maint::device::{Control, Endpoint};
-use vmm::maint::receiver::Receiver;
+use vmm::maint::receiver::{Receiver, ResumeState};
 
 struct Link {
     uart: Pl011,
@@ -59,11 +59,14 @@ static MASKED_FOR_RELOAD: AtomicBool = AtomicBool::new(false);
 /// Boot, once the VMs exist (cold or resumed): take the maintenance UART
 /// unless there is none or a VM owns it, saying which in one line.
 /// `node` is the device tree's node at the board's maintenance UART
-/// address. Returns its INTID, now routed to CPU 0, for `vcpu::Machine`.
+/// address; `upload` an upload the previous image had in progress (from
+/// the handoff block). Returns its INTID, now routed to CPU 0, for
+/// `vcpu::Machine`.
 pub fn start(
     board_uart: Option<platform::Uart>,
     node: Option<&HostUart>,
     vms: &[Vm],
+    upload: Option<ResumeState>,
 ) -> Option<u32> {
     let Some(want) = board_uart else {
         info!(
@@ -106,7 +109,17 @@ pub fn start(
         g.route_spi(i, 0);
         g.enable(0, i, true);
     }
-    let mut endpoint = Endpoint::new(Receiver::new());
+    let receiver = match upload {
+        Some(u) => {
+            info!(
+                "maintenance link: an upload of {} bytes goes on where it was ({} chunks of {} bytes verified before the reload)",
+                u.total_len, u.verified, u.chunk_size
+            );
+            Receiver::resume(u)
+        }
+        None => Receiver::new(),
+    };
+    let mut endpoint = Endpoint::new(receiver);
     // Milliseconds (see `now_ms`): a half frame is dropped after half a
     // second of silence.
     endpoint.idle_ticks = 500;
@@ -128,6 +141,18 @@ pub fn start(
         ),
     }
     intid
+}
+
+/// For the handoff block: an upload in progress (a finished one is staged
+/// already). Called on CPU 0 while it performs a reload, when the link's
+/// own work is stopped.
+pub fn upload_state() -> Option<ResumeState> {
+    LINK.try_lock()?
+        .as_ref()?
+        .endpoint
+        .receiver
+        .resume_state()
+        .filter(|s| !s.complete)
 }
 
 /// What to do once the answer has gone out.

@@ -249,6 +249,11 @@ fn read_root(dt: &Dtb<'_>, limits: &HandoffLimits) -> R<Handoff> {
         Some(_) => Some(root.string("writer", MAX_NAME_LEN)?),
         None => None,
     };
+    // Lenient on purpose: a damaged upload state only restarts an upload.
+    let upload = root
+        .n
+        .prop("upload-resume")
+        .and_then(crate::maint::receiver::ResumeState::from_bytes);
     let timestamps = match root.n.child("timestamps") {
         Some(t) => N::new(t).entries("timestamps", MAX_TIMESTAMPS)?,
         None => Vec::new(),
@@ -272,6 +277,7 @@ fn read_root(dt: &Dtb<'_>, limits: &HandoffLimits) -> R<Handoff> {
         counter_freq,
         prev_image,
         writer,
+        upload,
         vms,
     })
 }

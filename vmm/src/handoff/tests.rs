@@ -190,6 +190,7 @@ fn sample(version: GicVersion) -> Handoff {
         counter_freq: 62_500_000,
         prev_image: Some(Region::new(0x4200_0000, 0x20_0000)),
         writer: Some("blink 0.1.0".into()),
+        upload: None,
         vms: vec![
             VmState {
                 id: 1,
@@ -337,6 +338,32 @@ impl T {
 }
 
 // ----- round trips --------------------------------------------------------------
+
+/// An upload in progress travels as `upload-resume`; a damaged one is
+/// dropped, not a reason to refuse the block.
+#[test]
+fn upload_resume_state_travels_and_damage_only_drops_it() {
+    use crate::maint::receiver::ResumeState;
+    let mut h = sample(GicVersion::V3);
+    let u = ResumeState {
+        sha256: [7; 32],
+        total_len: 600_000,
+        chunk_size: 4096,
+        verified: 12,
+        prefix_crc: 0x1234_5678,
+        complete: false,
+    };
+    h.upload = Some(u);
+    let b = encode(&h, MINOR).unwrap();
+    assert_eq!(decode(&b, &limits()).unwrap().upload, Some(u));
+    let mut t = to_tree(&b);
+    let mut bad = u.to_bytes().to_vec();
+    bad[40] ^= 1;
+    t.set("upload-resume", &bad);
+    let read = decode(&from_tree(&t, 1, MINOR), &limits()).unwrap();
+    assert_eq!(read.upload, None);
+    assert_eq!(read.vms, h.vms);
+}
 
 #[test]
 fn round_trip_gicv3_and_gicv2() {
@@ -746,6 +773,7 @@ fn every_required_property_is_required() {
         "sleeping",
         "hw",
         "writer",
+        "upload-resume",
         "suspend_start",
         "vms_suspended",
         "handoff_written",

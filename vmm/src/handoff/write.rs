@@ -55,6 +55,9 @@ fn body(h: &Handoff, minor: u16) -> Result<Vec<u8>, FdtWriteError> {
     if let Some(v) = &h.writer {
         w.property_string("writer", v)?;
     }
+    if let Some(u) = &h.upload {
+        w.property("upload-resume", &u.to_bytes())?;
+    }
     if probe {
         w.property_u32("probe-1-1", u32::from(minor))?;
     }
