@@ -3,6 +3,7 @@
 //! This file is the command line only: the options and one call per
 //! subcommand into `cmd/`, where the work is.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -77,6 +78,62 @@ enum Cmd {
         #[arg(long, default_value = "virt", value_parser = ["virt", "rpi4", "all"])]
         board: String,
     },
+    /// `blinkctl keygen`: an ed25519 key pair, BASE.secret (mode 0600) and
+    /// BASE.pub (BASE relative to the workspace root).
+    Keygen {
+        /// e.g. `keys/development`, the key `cargo xtask sign` defaults to.
+        #[arg(long, value_name = "BASE")]
+        out: PathBuf,
+        /// A production key (default: a development key, marked as such in
+        /// every image it signs).
+        #[arg(long)]
+        production: bool,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// `blinkctl sign`: a signed slot from a raw hypervisor image, for
+    /// `cargo xtask maint upload` (relative paths are from the workspace root).
+    Sign(SignArgs),
+    /// `blinkctl ARGS...`, built first and run with the arguments unchanged,
+    /// e.g. `cargo xtask maint --device unix:/tmp/m.sock status`; exits
+    /// with blinkctl's code (`cargo xtask maint --help` is blinkctl's help).
+    #[command(disable_help_flag = true)]
+    Maint {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "BLINKCTL_ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+}
+
+/// `blinkctl sign`'s options, with defaults for this workspace.
+#[derive(Args)]
+struct SignArgs {
+    /// A secret key file from `keygen` (default: keys/development.secret).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The raw image (default: target/images/hypervisor.bin, from `cargo xtask build`).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// MAJOR.MINOR.PATCH
+    #[arg(long)]
+    version: String,
+    /// Downgrade protection: a device refuses images below its own.
+    #[arg(long)]
+    security_counter: u32,
+    /// A board the image supports (1 to 4; the first is written in the
+    /// slot header too).
+    #[arg(long = "board", default_value = "qemu-virt")]
+    boards: Vec<String>,
+    /// The version text `images` shows (default: "blink VERSION").
+    #[arg(long)]
+    label: Option<String>,
+    /// Where to write the signed slot.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -164,6 +221,13 @@ fn main() -> ExitCode {
         Cmd::Linux { refresh } => cmd::linux::run(refresh),
         Cmd::Sdcard { scenario } => cmd::sdcard::run(scenario),
         Cmd::Bench { what, quick, board } => cmd::bench::run(&what, quick, &board),
+        Cmd::Keygen {
+            out,
+            production,
+            force,
+        } => cmd::keygen::run(&out, production, force),
+        Cmd::Sign(args) => cmd::sign::run(args),
+        Cmd::Maint { args } => cmd::maint::run(args),
     };
     match result {
         Ok(code) => code,
@@ -171,5 +235,52 @@ fn main() -> ExitCode {
             eprintln!("xtask: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn maint_passes_everything_through() {
+        let argv = [
+            "cargo xtask",
+            "maint",
+            "--device",
+            "unix:/tmp/m.sock",
+            "--help",
+            "status",
+            "--json",
+        ];
+        let Cmd::Maint { args } = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not maint");
+        };
+        assert_eq!(args, &argv[2..]);
+    }
+
+    #[test]
+    fn sign_defaults_to_qemu_virt() {
+        let argv = [
+            "cargo xtask",
+            "sign",
+            "--version",
+            "1.2.3",
+            "--security-counter",
+            "4",
+            "--out",
+            "x.slot",
+        ];
+        let Cmd::Sign(a) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not sign");
+        };
+        assert_eq!(a.boards, ["qemu-virt"]);
+        assert!(a.key.is_none() && a.image.is_none());
     }
 }

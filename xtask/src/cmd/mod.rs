@@ -10,11 +10,15 @@ use xtask::{images, Scenario, VmSpec};
 use crate::ScenarioArgs;
 
 pub mod bench;
+mod blinkctl;
 pub mod build;
 pub mod dtb;
+pub mod keygen;
 pub mod linux;
+pub mod maint;
 pub mod run;
 pub mod sdcard;
+pub mod sign;
 pub mod test;
 
 impl ScenarioArgs {
