@@ -381,3 +381,16 @@ fn upload(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// clap's own checks (duplicate names, a subcommand option clashing
+    /// with a global one), which it otherwise makes only at run time.
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

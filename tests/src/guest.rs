@@ -27,6 +27,14 @@ pub fn heartbeats(run: &QemuRun, name: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Every pass number the memory-pattern guest `name` reported so far.
+pub fn mempattern_passes(run: &QemuRun, name: &str) -> Vec<u64> {
+    run.lines()
+        .iter()
+        .filter_map(|l| mempattern_pass(name, l))
+        .collect()
+}
+
 /// Waits until VM `name` has printed `more` heartbeats beyond the ones seen
 /// so far; returns all of them.
 pub fn more_heartbeats(run: &mut QemuRun, name: &str, more: usize, what: &str) -> Result<Vec<u64>> {

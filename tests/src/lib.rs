@@ -22,7 +22,8 @@ pub mod reload;
 
 // The helpers tests call unqualified.
 pub use guest::{
-    check_counting, heartbeat, heartbeat_n, heartbeats, mempattern_pass, more_heartbeats,
+    check_counting, heartbeat, heartbeat_n, heartbeats, mempattern_pass, mempattern_passes,
+    more_heartbeats,
 };
 pub use hv::{VmCreated, FATAL};
 pub use reload::start_heartbeat_and_pattern;

@@ -92,7 +92,9 @@ fn refused(
     Ok(())
 }
 
-fn upload_upgrade_rollback(gic: u32) -> anyhow::Result<()> {
+/// A scratch directory for `tag`, and the next build signed into it
+/// (`next.slot`: security counter 5, for qemu-virt, the development key).
+fn signed_next(tag: &str) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     blinkctl_binary()?;
     let next_raw = xtask::images::images_dir().join("hypervisor-next.bin");
     anyhow::ensure!(
@@ -100,15 +102,20 @@ fn upload_upgrade_rollback(gic: u32) -> anyhow::Result<()> {
         "{} missing: run `cargo xtask build`",
         next_raw.display()
     );
-    let (n, n1) = (version(), xtask::images::next_version());
     let dir = xtask::target_dir()
         .join("xtask")
-        .join(format!("upload-{}-v{gic}", std::process::id()));
+        .join(format!("{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-
-    // The images, signed as a release engineer would.
     let good = dir.join("next.slot");
+    let n1 = xtask::images::next_version();
     sign(&next_raw, &dev_key(), &n1, 5, "qemu-virt", &good)?;
+    Ok((dir, next_raw, good))
+}
+
+fn upload_upgrade_rollback(gic: u32) -> anyhow::Result<()> {
+    let (n, n1) = (version(), xtask::images::next_version());
+    // The images, signed as a release engineer would.
+    let (dir, next_raw, good) = signed_next(&format!("upload-v{gic}"))?;
     let mut bytes = std::fs::read(&good)?;
     let mid = vmm::image_slot::HEADER_SIZE + (bytes.len() - vmm::image_slot::HEADER_SIZE) / 2;
     bytes[mid] ^= 0x01;
@@ -284,12 +291,7 @@ fn upload_upgrade_rollback(gic: u32) -> anyhow::Result<()> {
         "images after the rollback: {out}"
     );
     reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
-    let passes: Vec<u64> = run
-        .lines()
-        .iter()
-        .filter_map(|l| mempattern_pass("domU1", l))
-        .collect();
-    reload::check_continuous(&run, "mempattern passes", &passes)?;
+    reload::check_continuous(&run, "mempattern passes", &mempattern_passes(&run, "domU1"))?;
     guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
     // Clean after the upgrade but for the downgrade refused on purpose.
     let downgrade = re(r"^\[hv\] ERROR: upload refused: security counter 1 ");
@@ -324,20 +326,8 @@ fn wire_bytes(report: &str) -> Option<u64> {
 /// verified, sending only the rest.
 #[test]
 fn upload_cut_and_resumed() -> anyhow::Result<()> {
-    blinkctl_binary()?;
-    let next_raw = xtask::images::images_dir().join("hypervisor-next.bin");
-    anyhow::ensure!(
-        next_raw.is_file(),
-        "{} missing: run `cargo xtask build`",
-        next_raw.display()
-    );
-    let dir = xtask::target_dir()
-        .join("xtask")
-        .join(format!("upload-cut-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let good = dir.join("next.slot");
     let n1 = xtask::images::next_version();
-    sign(&next_raw, &dev_key(), &n1, 5, "qemu-virt", &good)?;
+    let (dir, _, good) = signed_next("upload-cut")?;
     let image_len = std::fs::metadata(&good)?.len();
 
     let mut s = scenario(3, [VmSpec::guest("domU0", "heartbeat")]);
@@ -406,6 +396,81 @@ fn upload_cut_and_resumed() -> anyhow::Result<()> {
         hv::Tag::Panic,
         hv::Tag::Error,
     ]))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+const LINUX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(240);
+
+/// Linux (2 vCPUs), the heartbeat and the memory-pattern guest: a signed
+/// next build uploaded, `upgrade --confirm-after 3` into it, confirmed by
+/// itself; Linux's counter, the heartbeat and the pattern go on, each
+/// booted once.
+#[test]
+fn linux_upload_upgrade_confirmed() -> anyhow::Result<()> {
+    xtask::linux::require()?;
+    require_images(&["heartbeat", "mempattern"])?;
+    let (n, n1) = (version(), xtask::images::next_version());
+    let (dir, _, good) = signed_next("upload-linux")?;
+
+    let mut s = scenario(
+        3,
+        [
+            VmSpec::linux("domU0").cpus(2),
+            VmSpec::guest("domU1", "heartbeat"),
+            VmSpec::guest("domU2", "mempattern"),
+        ],
+    );
+    let sock = serial_socket(&mut s, "upload-linux")?;
+    let mut run = start(&s)?;
+    run.fail_on(re(
+        r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls",
+    ));
+    run.expect(
+        &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
+        LINUX_DEADLINE,
+    )?;
+    let counter = tests::guest::linux_counter_n;
+    wait_beyond(&mut run, LINUX_DEADLINE, "Linux counting", counter, 1)?;
+    wait_listening(&sock)?;
+
+    let (code, out, err) = blinkctl(&sock, &["upload", good.to_str().unwrap_or_default()])?;
+    check!(
+        run,
+        code == 0,
+        "upload with Linux running: exit {code}: {err}{out}"
+    );
+    let last = last_value(&run, counter);
+    let (code, out, err) = blinkctl(&sock, &["upgrade", "--confirm-after", "3"])?;
+    check!(run, code == 0, "upgrade: exit {code}: {err}{out}");
+    run.expect(&hv::upgrade_to(&n1, &n), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 3), DEADLINE)?;
+    run.expect(
+        &re(r"^\[hv\] trial: every VM ran for the time asked: this image \(slot 1\) is permanent$"),
+        DEADLINE,
+    )?;
+    wait_beyond(
+        &mut run,
+        LINUX_DEADLINE,
+        "Linux counting after the upgrade",
+        counter,
+        last + 2,
+    )?;
+    let pass = last_value(&run, |l| mempattern_pass("domU2", l));
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "memory verified after the upgrade",
+        |l| mempattern_pass("domU2", l),
+        pass,
+    )?;
+    let counts: Vec<u64> = run.lines().iter().filter_map(|l| counter(l)).collect();
+    reload::check_continuous(&run, "Linux counter", &counts)?;
+    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU1"))?;
+    guest::check_started_once(&run, &re(r"^\[domU0\] init: ready"), "Linux")?;
+    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
+    reload::check_clean(&run, reload::Since::FirstReload)?;
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&sock);
     Ok(())
