@@ -93,6 +93,11 @@ pub fn mempattern_pass(name: &str, line: &str) -> Option<u64> {
     rest.split(':').next()?.parse().ok()
 }
 
+/// What a Linux guest prints when it is in trouble (a panic, an oops, a
+/// stalled RCU grace period): a test of a healthy kernel fails on it.
+pub const LINUX_TROUBLE: &str =
+    r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls";
+
 /// The count of a `counter: N` line of Linux's counter service. The line
 /// may follow the shell's prompt on the same console line: the prompt is a
 /// partial line, shown when the VM idles, and the service's next line

@@ -228,9 +228,7 @@ fn linux_rejuvenate(gic: u32) -> anyhow::Result<()> {
     );
     let sock = serial_socket(&mut s, &format!("maint-linux-v{gic}"))?;
     let mut run = start(&s)?;
-    run.fail_on(re(
-        r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls",
-    ));
+    run.fail_on(re(tests::guest::LINUX_TROUBLE));
     run.expect(&link_on(), DEADLINE)?;
     run.expect(
         &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),

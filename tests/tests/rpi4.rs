@@ -206,9 +206,7 @@ fn ten_reloads_under_linux() -> anyhow::Result<()> {
         VmSpec::linux("domU0").cpus(2),
         VmSpec::guest("domU1", "mempattern"),
     ]))?;
-    run.fail_on(re(
-        r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls",
-    ));
+    run.fail_on(re(tests::guest::LINUX_TROUBLE));
     run.expect(
         &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
         linux_deadline,

@@ -424,9 +424,7 @@ fn linux_upload_upgrade_confirmed() -> anyhow::Result<()> {
     );
     let sock = serial_socket(&mut s, "upload-linux")?;
     let mut run = start(&s)?;
-    run.fail_on(re(
-        r"Kernel panic|\] Oops|BUG: |Internal error:|rcu: INFO: rcu_sched detected stalls",
-    ));
+    run.fail_on(re(tests::guest::LINUX_TROUBLE));
     run.expect(
         &re(r"^\[domU0\] init: ready uptime=[0-9.]+ cpus=2$"),
         LINUX_DEADLINE,
