@@ -12,6 +12,19 @@ use crate::{
     DEADLINE,
 };
 
+/// Types `upgrade` (or `rollback`: `back`) at the shell and waits for the
+/// hypervisor to accept it: reloading into `to` from `from`.
+pub fn switch_image(run: &mut QemuRun, back: bool, to: &str, from: &str) -> Result<()> {
+    if back {
+        run.send(b"rollback\r")?;
+        run.expect(&hv::rollback_to(to, from), DEADLINE)?;
+    } else {
+        run.send(b"upgrade\r")?;
+        run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
+    }
+    Ok(())
+}
+
 /// The reload tests' pair: the heartbeat guest as domU0 and the
 /// memory-pattern guest as domU1, both at work (two heartbeats, one
 /// verified pass), input on the hypervisor shell. `adjust` changes the

@@ -342,13 +342,7 @@ fn upgrade_and_roll_back() -> anyhow::Result<()> {
     )?;
     for (generation, to, from, back) in [(1, &n1, &n, false), (2, &n, &n1, true)] {
         let last = last_value(&run, |l| heartbeat_n("domU0", l));
-        if back {
-            run.send(b"rollback\r")?;
-            run.expect(&hv::rollback_to(to, from), DEADLINE)?;
-        } else {
-            run.send(b"upgrade\r")?;
-            run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
-        }
+        reload::switch_image(&mut run, back, to, from)?;
         run.expect(&hv::banner_of(to, "rpi4", 4), DEADLINE)?;
         run.expect(&hv::secondaries_released(3), DEADLINE)?;
         run.expect(&hv::reload_report(generation, 2), DEADLINE)?;

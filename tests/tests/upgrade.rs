@@ -31,13 +31,7 @@ fn upgrade(
 ) -> anyhow::Result<()> {
     let beat = last_value(run, |l| heartbeat_n("domU0", l));
     let pass = last_value(run, |l| mempattern_pass("domU1", l));
-    if back {
-        run.send(b"rollback\r")?;
-        run.expect(&hv::rollback_to(to, from), DEADLINE)?;
-    } else {
-        run.send(b"upgrade\r")?;
-        run.expect(&hv::upgrade_to(to, from), DEADLINE)?;
-    }
+    reload::switch_image(run, back, to, from)?;
     run.expect(&hv::banner_of(to, "qemu-virt", 2), DEADLINE)?;
     run.expect(
         &hv::handoff_read(from_minor, from, generation - 1, to, to_minor),

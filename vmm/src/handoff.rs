@@ -102,8 +102,8 @@ pub struct Handoff {
     /// Version string of the image that wrote the block (`blink 0.1.0`), for
     /// the log; optional (at most [`MAX_NAME_LEN`] bytes).
     pub writer: Option<String>,
-    /// An upload over the maintenance link in progress (or finished) when
-    /// the block was written, to resume from its verified prefix;
+    /// An upload over the maintenance link in progress when the block was
+    /// written, to resume from its verified prefix;
     /// optional. One that does not read is dropped (the upload starts
     /// afresh), never a reason to refuse the block.
     pub upload: Option<crate::maint::receiver::ResumeState>,

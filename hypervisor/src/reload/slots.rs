@@ -114,7 +114,8 @@ pub fn previous_after(slot: usize) -> Option<usize> {
     }
 }
 
-/// Bytes of slot `slot` (for the upload's commit into the staging slot).
+/// Base and size of slot `slot` (for the upload's commit into the staging
+/// slot).
 pub(super) fn region(slot: usize) -> (u64, u64) {
     board().image_slots[slot]
 }

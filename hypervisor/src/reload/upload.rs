@@ -45,33 +45,46 @@ pub fn development() -> bool {
     TRUSTED_KEYS.iter().any(|k| k.1)
 }
 
+/// The running image's security counter, checked once (its slot is never
+/// written while it runs; `status` and every upload ask for it).
+static SECURITY_COUNTER: spin::Once<u32> = spin::Once::new();
+
 /// The running image's security counter: the one signed into its slot, 0
 /// for an unsigned image (one the boot loader placed).
 pub fn security_counter() -> u32 {
-    let Some(cur) = slots::current() else {
-        return 0;
-    };
-    let keys = trusted_keys();
-    let policy = Policy {
-        trusted: &keys,
-        board: board().name,
-        min_security_counter: 0,
-    };
-    signed::verify(slots::bytes(cur), &policy)
-        .map(|s| s.meta.security_counter)
-        .unwrap_or(0)
+    *SECURITY_COUNTER.call_once(|| {
+        let Some(cur) = slots::current() else {
+            return 0;
+        };
+        let keys = trusted_keys();
+        let policy = Policy {
+            trusted: &keys,
+            board: board().name,
+            min_security_counter: 0,
+        };
+        signed::verify(slots::bytes(cur), &policy)
+            .map(|s| s.meta.security_counter)
+            .unwrap_or(0)
+    })
 }
 
 /// The board's upload area as the receiver's staging memory.
 pub struct UploadArea;
 
 impl UploadArea {
-    fn bytes(&self) -> &'static mut [u8] {
+    fn bytes(&self) -> &[u8] {
         let (base, size) = board().upload;
         // SAFETY: the upload area is reserved in the board description,
         // identity mapped with the hypervisor region, outside the heap and
         // every slot; only the maintenance link (under its lock, on CPU 0)
-        // reads or writes it, through this type, one call at a time.
+        // reads or writes it, through this type: a borrow of the
+        // `UploadArea` stands for the area.
+        unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let (base, size) = board().upload;
+        // SAFETY: as in `bytes`; `&mut self` makes this the only borrow.
         unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) }
     }
 }
@@ -83,7 +96,7 @@ impl StagingSlot for UploadArea {
 
     fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), StagingError> {
         let end = offset.checked_add(data.len()).ok_or(StagingError)?;
-        self.bytes()
+        self.bytes_mut()
             .get_mut(offset..end)
             .ok_or(StagingError)?
             .copy_from_slice(data);
