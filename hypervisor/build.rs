@@ -83,6 +83,13 @@ fn main() {
     println!("cargo:rustc-env=BLINK_HANDOFF_MINOR={minor}");
     println!("cargo:rerun-if-env-changed=BLINK_BUILD_TAG");
     println!("cargo:rerun-if-env-changed=BLINK_HANDOFF_MINOR");
+    // A build for the tests of trial upgrades that fails in its warm entry
+    // when the device tree asks (src/reload/test_fault.rs); never shipped.
+    println!("cargo:rustc-check-cfg=cfg(blink_test_faults)");
+    println!("cargo:rerun-if-env-changed=BLINK_TEST_FAULTS");
+    if env::var("BLINK_TEST_FAULTS").as_deref() == Ok("1") {
+        println!("cargo:rustc-cfg=blink_test_faults");
+    }
     trusted_keys(&manifest, &out);
 }
 

@@ -10,7 +10,7 @@ use crate::board::board;
 use crate::drivers::psci::{self, Conduit};
 use crate::drivers::uart::EmergencyWriter;
 use crate::heap;
-use crate::reload::{self, pen, periodic, resume, slots, WarmEntry};
+use crate::reload::{self, pen, periodic, resume, revert, slots, WarmEntry};
 use crate::services::{self, console};
 use crate::vcpu::vm::{Vm, VmShape};
 use crate::vcpu::{self, run, Machine, MAX_CPUS, MAX_VMS, STARTED_CPUS};
@@ -132,24 +132,49 @@ extern "C" fn rust_primary_main(dtb_addr: usize, x1: u64, x2: u64, x3: u64, x4: 
         (platform::CpuStart::Psci, Some(PsciMethod::Hvc)) => Some(Conduit::Hvc),
         _ => None,
     });
+    // A trial image's safety net (reload::revert): armed before anything
+    // in the warm entry can fail; on a cold boot, the VMs a hung trial
+    // image left are handed back before anything touches their memory.
+    match &warm {
+        Some(w) => revert::arm(w, dtb_addr as u64),
+        None => revert::after_reset(dtb_addr as u64),
+    }
+    #[cfg(blink_test_faults)]
+    {
+        reload::test_fault::init(dtb);
+        if warm.is_some() {
+            reload::test_fault::at_warm_entry();
+        }
+    }
     let t_el2_ready = sysreg::counter();
-    start_secondaries(info, ncpus, warm.is_some());
     let gicv = match info.gic.regs {
         GicRegs::V2 { gicv, .. } => Some(gicv.base),
         GicRegs::V3 { .. } => None,
     };
-    let (vms, resumed) = match &warm {
-        Some(w) => match resume::vms(w, info, g, ncpus, gicv) {
-            Ok(mut r) => (core::mem::take(&mut r.vms), Some(r)),
-            Err(e) => {
-                error!(
-                    "handoff block refused: {}; cold-booting the VMs from their configuration",
-                    e
-                );
-                (create_vms(dtb, dtb_addr as u64, info, ncpus, g, gicv), None)
-            }
-        },
+    // The block is validated and the VMs rebuilt while the old image's
+    // secondaries still wait in the pen, so that a refusal can be handed
+    // back.
+    let resumed = warm.map(|w| resume::vms(&w, info, g, ncpus, gicv));
+    if let Some(Err(e)) = &resumed {
+        revert::refused(e.code, &e.why);
+    }
+    revert::disarm();
+    start_secondaries(info, ncpus, warm.is_some());
+    if let Some(w) = &warm {
+        // Whatever became of it, this block is never used again.
+        resume::consume(w.handoff);
+    }
+    let (vms, resumed) = match resumed {
+        Some(Ok(mut r)) => (core::mem::take(&mut r.vms), Some(r)),
+        Some(Err(e)) => {
+            error!(
+                "handoff block refused: {}; cold-booting the VMs from their configuration",
+                e.why
+            );
+            (create_vms(dtb, dtb_addr as u64, info, ncpus, g, gicv), None)
+        }
         None => {
+            pen::forget();
             slots::stage_self();
             (create_vms(dtb, dtb_addr as u64, info, ncpus, g, gicv), None)
         }
@@ -301,10 +326,15 @@ fn init_el2_mmu_gic(info: &HostInfo, mpidrs: &[u64], maint: Option<&HostUart>) -
 fn start_secondaries(info: &HostInfo, ncpus: usize, warm: bool) {
     // After a warm reload the old image's secondaries wait in the holding
     // pen; only a warm entry may trust it (see reload::pen).
-    let released = if warm {
-        pen::release(ncpus, secondary_entry as *const () as u64)
+    let (released, warm) = if warm {
+        match pen::release(ncpus, secondary_entry as *const () as u64) {
+            pen::Found::Released(mask) => (mask, true),
+            // The machine was reset since the CPUs parked (a hung trial
+            // image, see reload::revert): they start as at a cold boot.
+            pen::Found::MachineReset => (0, false),
+        }
     } else {
-        0
+        (0, false)
     };
     if released != 0 {
         info!(

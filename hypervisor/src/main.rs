@@ -53,5 +53,14 @@ fn panic(info: &PanicInfo) -> ! {
         arch::aarch64::sysreg::cpu_index(),
         info
     );
+    // A trial image panicking in its warm entry hands the VMs back to the
+    // previous image (returns only if it is not one, or with why not).
+    if let Some(why) = reload::revert::on_panic() {
+        let _ = write!(
+            drivers::uart::EmergencyWriter,
+            "[hv] trial: cannot hand the VMs back: {}\r\n",
+            why
+        );
+    }
     boot::halt()
 }

@@ -131,6 +131,9 @@ pub enum Since {
     /// The first line of the first warm reload ([`hv::reload_begins`]), for
     /// runs whose cold boot may print such words (Linux booting).
     FirstReload,
+    /// The line with this index, for runs that provoke trouble on purpose
+    /// before it.
+    Line(usize),
 }
 
 /// The first line that breaks the rule of [`check_clean`] and why, or
@@ -147,6 +150,7 @@ pub fn first_unclean(lines: &[String], since: Since) -> Result<Option<(&str, &'s
     let from = match since {
         Since::ColdBoot => 0,
         Since::FirstReload => first_reload,
+        Since::Line(i) => i,
     };
     for (i, l) in lines.iter().enumerate().skip(from) {
         if trouble.is_match(l) {

@@ -40,17 +40,14 @@ pub fn require_hypervisor_image() -> Result<PathBuf> {
 /// (version `+next`, handoff format minor 1) in the image slot format, for
 /// the upgrade tests (N -> N+1 -> N).
 pub fn next_image() -> PathBuf {
-    images_dir().join("hypervisor-next.slot")
+    next_image_for(crate::machine::Machine::Virt)
 }
 
 /// The "next" image packaged for `machine`'s board (the slot header names
 /// the board; the image bytes are the same for every board):
 /// [`next_image`] for `virt`, `hypervisor-next-<board>.slot` otherwise.
 pub fn next_image_for(machine: crate::machine::Machine) -> PathBuf {
-    match machine {
-        crate::machine::Machine::Virt => next_image(),
-        m => images_dir().join(format!("hypervisor-next-{}.slot", m.board().name)),
-    }
+    NEXT.slot_for(machine)
 }
 
 /// The "next" image, or an error telling how to build it.
@@ -60,7 +57,59 @@ pub fn require_next_image() -> Result<PathBuf> {
 
 /// Version string the "next" build reports.
 pub fn next_version() -> String {
-    format!("blink {}+next", env!("CARGO_PKG_VERSION"))
+    NEXT.version()
+}
+
+/// `target/images/hypervisor-faulty.slot` (virt; see [`faulty_image_for`]):
+/// a build for the tests of a trial upgrade's safety net, which fails in
+/// its warm entry the way `/chosen/blink,test-fault` asks (refuse the
+/// handoff block, panic, hang). Never ship it.
+pub fn faulty_image_for(machine: crate::machine::Machine) -> PathBuf {
+    FAULTY.slot_for(machine)
+}
+
+/// The faulty image for `machine`, or an error telling how to build it.
+pub fn require_faulty_image(machine: crate::machine::Machine) -> Result<PathBuf> {
+    require_file(&faulty_image_for(machine))
+}
+
+/// Version string the faulty build reports.
+pub fn faulty_version() -> String {
+    FAULTY.version()
+}
+
+/// A second build of the hypervisor, told apart by its version suffix,
+/// that tests reload into.
+struct Variant {
+    tag: &'static str,
+    envs: &'static [(&'static str, &'static str)],
+}
+
+const NEXT: Variant = Variant {
+    tag: "next",
+    envs: &[("BLINK_BUILD_TAG", "next"), ("BLINK_HANDOFF_MINOR", "1")],
+};
+
+const FAULTY: Variant = Variant {
+    tag: "faulty",
+    envs: &[("BLINK_BUILD_TAG", "faulty"), ("BLINK_TEST_FAULTS", "1")],
+};
+
+impl Variant {
+    fn version(&self) -> String {
+        format!("blink {}+{}", env!("CARGO_PKG_VERSION"), self.tag)
+    }
+
+    /// `hypervisor-<tag>.slot` for virt, `hypervisor-<tag>-<board>.slot`
+    /// for the other boards.
+    fn slot_for(&self, machine: crate::machine::Machine) -> PathBuf {
+        match machine {
+            crate::machine::Machine::Virt => {
+                images_dir().join(format!("hypervisor-{}.slot", self.tag))
+            }
+            m => images_dir().join(format!("hypervisor-{}-{}.slot", self.tag, m.board().name)),
+        }
+    }
 }
 
 /// A guest image, or an error telling how to build it.
@@ -145,7 +194,8 @@ pub fn build() -> Result<BuiltImages> {
     let hv_elf = target.join(HV_TARGET).join("release").join("hypervisor");
     let hypervisor = hypervisor_image();
     objcopy_binary(&objcopy, &hv_elf, &hypervisor)?;
-    build_next(&root, &objcopy)?;
+    build_variant(&root, &objcopy, &NEXT)?;
+    build_variant(&root, &objcopy, &FAULTY)?;
 
     let names = guest_names()?;
     let mut guests = Vec::new();
@@ -181,10 +231,11 @@ pub fn build() -> Result<BuiltImages> {
     Ok(BuiltImages { hypervisor, guests })
 }
 
-/// The second, distinguishable build (see [`next_image`]). It gets its own
-/// target directory so that the two builds do not invalidate each other.
-fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
-    let dir = crate::target_dir().join("next-build");
+/// A second, distinguishable build (see [`next_image`], [`faulty_image_for`]).
+/// Each gets its own target directory so that the builds do not invalidate
+/// each other.
+fn build_variant(root: &Path, objcopy: &Path, v: &Variant) -> Result<()> {
+    let dir = crate::target_dir().join(format!("{}-build", v.tag));
     let dir_str = dir.to_str().context("target directory path is not UTF-8")?;
     run_cargo_env(
         root,
@@ -198,9 +249,9 @@ fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
             "--target-dir",
             dir_str,
         ],
-        &[("BLINK_BUILD_TAG", "next"), ("BLINK_HANDOFF_MINOR", "1")],
+        v.envs,
     )?;
-    let bin = images_dir().join("hypervisor-next.bin");
+    let bin = images_dir().join(format!("hypervisor-{}.bin", v.tag));
     objcopy_binary(
         objcopy,
         &dir.join(HV_TARGET).join("release").join("hypervisor"),
@@ -209,14 +260,14 @@ fn build_next(root: &Path, objcopy: &Path) -> Result<PathBuf> {
     let image = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     // One slot file per board: the same image, the header naming the board.
     for machine in crate::machine::Machine::ALL {
-        let out = next_image_for(machine);
+        let out = v.slot_for(machine);
         std::fs::write(
             &out,
-            vmm::image_slot::package(&next_version(), machine.board().name, &image),
+            vmm::image_slot::package(&v.version(), machine.board().name, &image),
         )
         .with_context(|| format!("writing {}", out.display()))?;
     }
-    Ok(next_image())
+    Ok(())
 }
 
 fn run_cargo(root: &Path, args: &[&str]) -> Result<()> {

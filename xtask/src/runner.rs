@@ -309,6 +309,12 @@ impl QemuRun {
         self.fail_on.push(pattern);
     }
 
+    /// Replaces every [`fail_on`](Self::fail_on) pattern: for a test that
+    /// provokes one of them on purpose (and checks it by itself).
+    pub fn fail_only_on(&mut self, patterns: Vec<Regex>) {
+        self.fail_on = patterns;
+    }
+
     /// Every complete line so far.
     pub fn lines(&self) -> Vec<String> {
         self.shared.lock().lines.clone()

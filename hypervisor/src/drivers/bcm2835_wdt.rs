@@ -15,6 +15,28 @@ const PM_RSTC_WRCFG_FULL_RESET: u32 = 0x0000_0020;
 /// Ticks until the reset: short, long enough for the writes to land.
 const TIMEOUT_TICKS: u32 = 10;
 
+/// The two writes that reset the machine, as (address, value), for code
+/// that runs with the MMU off and cannot call this driver (the holding
+/// pen's watch, reload.S). PM_RSTC's other bits are read now and kept.
+///
+/// # Safety
+/// `base` must be the PM block, mapped as device memory.
+pub unsafe fn reset_writes(base: usize) -> [(u64, u32); 2] {
+    // SAFETY: the caller guarantees the block is mapped; reading PM_RSTC
+    // has no side effect.
+    let rstc = unsafe { core::ptr::read_volatile((base + PM_RSTC) as *const u32) };
+    [
+        (
+            (base + PM_WDOG) as u64,
+            PM_PASSWORD | (TIMEOUT_TICKS & PM_WDOG_TIME_SET),
+        ),
+        (
+            (base + PM_RSTC) as u64,
+            PM_PASSWORD | (rstc & PM_RSTC_WRCFG_CLR) | PM_RSTC_WRCFG_FULL_RESET,
+        ),
+    ]
+}
+
 /// Arm the watchdog to reset the machine within a few hundred microseconds
 /// and wait for it. Returns only if nothing happened (then the caller says
 /// so): after about a second.

@@ -42,8 +42,11 @@ pub mod pen;
 pub mod periodic;
 pub mod quiesce;
 pub mod resume;
+pub mod revert;
 pub mod save;
 pub mod slots;
+#[cfg(blink_test_faults)]
+pub mod test_fault;
 pub mod trial;
 pub mod upload;
 
@@ -211,10 +214,11 @@ pub fn perform(
             ))
         }
     };
-    if let Err(why) = quiesce::release_secondaries(others) {
-        return quiesce::abandon(why);
-    }
-    trial::before_jump(slot);
+    let parked = match quiesce::release_secondaries(others) {
+        Ok(p) => p,
+        Err(why) => return quiesce::abandon(why),
+    };
+    trial::before_jump(slot, parked);
     jump::jump(
         dtb,
         src,

@@ -120,7 +120,8 @@ pub fn wait_for_secondaries() -> Option<(usize, u64)> {
 
 /// CPU 0, the block written: send the parked secondaries to the holding pen
 /// (or, without one, power them off) and wait until none runs old code.
-pub fn release_secondaries(others: usize) -> Result<(), &'static str> {
+/// True if at least one now waits in the pen.
+pub fn release_secondaries(others: usize) -> Result<bool, &'static str> {
     let s = state();
     let h = machine();
     let pen = pen::prepare(h.ncpus);
@@ -154,5 +155,5 @@ pub fn release_secondaries(others: usize) -> Result<(), &'static str> {
             }
         }
     }
-    Ok(())
+    Ok(pen && others != 0)
 }

@@ -16,12 +16,21 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use vmm::handoff::{self, Handoff, HandoffLimits};
+use vmm::maint::trial::Refusal;
 use vmm::memory::Region;
 
 /// The emulated physical timer's registers, stored with the vCPU's system
 /// registers in the handoff block (optional entries, see `save`).
 pub const PTIMER_CTL: &str = "cntp_ctl_el0";
 pub const PTIMER_CVAL: &str = "cntp_cval_el0";
+
+/// Why a handoff block was refused: a code for the trial record, and the
+/// sentence for the log.
+#[derive(Debug)]
+pub struct Refused {
+    pub code: Refusal,
+    pub why: String,
+}
 
 /// Validate the handoff block at `addr` and rebuild the VMs it describes.
 /// Returns the VMs, the block and when it had been decoded and validated.
@@ -31,7 +40,16 @@ fn rebuild(
     g: &Gic,
     ncpus: usize,
     gicv: Option<u64>,
-) -> Result<(Vec<Vm>, Handoff, u64), String> {
+) -> Result<(Vec<Vm>, Handoff, u64), Refused> {
+    #[cfg(blink_test_faults)]
+    if super::test_fault::asked(super::test_fault::Fault::Refuse) {
+        return Err(Refused {
+            code: Refusal::TestFault,
+            why: String::from(
+                "test fault: this build refuses every block, as /chosen/blink,test-fault asks",
+            ),
+        });
+    }
     // SAFETY: the handoff region is reserved for this, mapped, and at most
     // its size is read; the reader validates everything in it.
     let bytes =
@@ -43,7 +61,10 @@ fn rebuild(
         max_vcpus: vmm::layout::MAX_VCPUS,
         required_sysregs: El1Context::NAMES,
     };
-    let ho = handoff::decode(bytes, &limits).map_err(|e| e.to_string())?;
+    let ho = handoff::decode(bytes, &limits).map_err(|e| Refused {
+        code: Refusal::Block,
+        why: e.to_string(),
+    })?;
     let t_parsed = counter();
     let minor = handoff::peek_header(bytes).map(|h| h.minor).unwrap_or(0);
     hvprintln!(
@@ -56,6 +77,15 @@ fn rebuild(
         handoff::MAJOR,
         HANDOFF_MINOR
     );
+    let vms = rebuild_vms(&ho, g, ncpus, gicv).map_err(|why| Refused {
+        code: Refusal::Vm,
+        why,
+    })?;
+    Ok((vms, ho, t_parsed))
+}
+
+/// Every VM the (validated) block describes, around its untouched RAM.
+fn rebuild_vms(ho: &Handoff, g: &Gic, ncpus: usize, gicv: Option<u64>) -> Result<Vec<Vm>, String> {
     let mut vms = Vec::new();
     let mut next_pcpu = 0;
     for s in &ho.vms {
@@ -152,7 +182,7 @@ fn rebuild(
         }
         vms.push(vm);
     }
-    Ok((vms, ho, t_parsed))
+    Ok(vms)
 }
 
 /// VMs rebuilt from a handoff block, and what `boot` reports about them.
@@ -167,19 +197,18 @@ pub struct Resumed {
 
 /// New image, warm entry: rebuild the VMs from the block the old image
 /// left, adopt the image slots it names and take the next generation. The
-/// block is consumed whatever happens; on a refusal the reason is returned
-/// and the caller cold-boots the VMs.
+/// block stays as it is (a trial image that refuses it hands it back to
+/// the previous image, see `revert`): the caller consumes it ([`consume`])
+/// once the VMs run, or before it cold-boots them after a refusal.
 pub fn vms(
     w: &WarmEntry,
     info: &vmm::config::HostInfo,
     g: &Gic,
     ncpus: usize,
     gicv: Option<u64>,
-) -> Result<Resumed, String> {
+) -> Result<Resumed, Refused> {
     hvprintln!("warm entry: handoff block at {:#x}", w.handoff);
     let result = rebuild(w.handoff, info, g, ncpus, gicv);
-    // Whatever happens, this block is never used again.
-    consume(w.handoff);
     slots::adopt(
         w.slot_base,
         result
@@ -201,7 +230,7 @@ pub fn vms(
 
 /// Make a consumed (or refused) handoff block unusable, so that a later
 /// cold reset can never resume from it.
-fn consume(addr: u64) {
+pub fn consume(addr: u64) {
     // SAFETY: the handoff region is reserved for this and mapped.
     unsafe { core::ptr::write_bytes(addr as *mut u8, 0, 64) };
     cache::clean_to_poc(addr, 64);

@@ -12,9 +12,8 @@
 //! rolled back) or by marking it reverted and reloading (the previous image
 //! then reports the reason and clears it). A cold boot clears it.
 //!
-//! Covered today: a trial image that runs but is not confirmed in time.
-//! Not yet: a trial image that refuses the handoff block, panics or hangs
-//! in its warm entry (docs/maintenance.md, "Not yet").
+//! A trial image that refuses the handoff block, panics or hangs in its
+//! warm entry never gets that far: `revert` hands the VMs back.
 use super::slots::{self, Target};
 use crate::arch::aarch64::cache;
 use crate::arch::aarch64::sysreg::{counter, counter_freq};
@@ -50,7 +49,7 @@ fn record_addr() -> u64 {
 /// The page the record takes from the end of the handoff region.
 pub const RECORD_PAGE: u64 = 0x1000;
 
-fn write_record(t: Option<&Trial>) {
+pub(super) fn write_record(t: Option<&Trial>) {
     let mut bytes = [0u8; TRIAL_LEN];
     if let Some(t) = t {
         bytes.copy_from_slice(&t.to_bytes());
@@ -64,8 +63,9 @@ fn write_record(t: Option<&Trial>) {
     cache::clean_to_poc(record_addr(), TRIAL_LEN as u64);
 }
 
-fn read_record() -> Option<Trial> {
-    // SAFETY: as in `write_record`; read once, at start, before anything
+/// The record as the previous image left it (None: none, or damaged).
+pub(super) fn record() -> Option<Trial> {
+    // SAFETY: as in `write_record`; read at start, before this image
     // writes it.
     let bytes = unsafe { core::slice::from_raw_parts(record_addr() as *const u8, TRIAL_LEN) };
     Trial::from_bytes(bytes)
@@ -101,22 +101,40 @@ pub fn upgrade(confirm_after_s: Option<u32>, timeout_s: Option<u32>) -> Result<(
     })
 }
 
+/// How long a trial image may take from the jump to releasing the first
+/// secondary from the holding pen (about a millisecond when it is well)
+/// before the pen's watch takes it for hung.
+pub const WARM_ENTRY_LIMIT_S: u64 = 5;
+
 /// `perform`, the last step before the jump into `slot`: a trial prepared
-/// for it goes into the record. A jump elsewhere keeps the record as it is
-/// (a rejuvenation carries a trial on, a rollback ends it in the next
-/// image).
-pub fn before_jump(slot: usize) {
+/// for it goes into the record and, if secondaries wait in the holding pen
+/// (`parked`), they watch the trial image's warm entry. A jump elsewhere
+/// keeps the record as it is (a rejuvenation carries a trial on, a
+/// rollback ends it in the next image).
+pub fn before_jump(slot: usize, parked: bool) {
     let pending = TRIALS.lock().pending.take();
     if let Some(t) = pending.filter(|t| t.trial_slot as usize == slot) {
         // Timed from the jump, not from the request.
+        let now = counter();
         let t = Trial::start(
             t.previous_slot,
             t.trial_slot,
-            counter(),
+            now,
             t.deadline - t.started_at,
             t.confirm_after,
         );
         write_record(Some(&t));
+        match (parked, crate::drivers::reset::recipe(board().reset)) {
+            (true, Some(r)) => {
+                super::pen::watch(now + WARM_ENTRY_LIMIT_S * counter_freq(), r)
+            }
+            (false, _) => error!(
+                "trial: no secondary CPU waits in the holding pen: a hang of the trial image in its warm entry will not be caught"
+            ),
+            (true, None) => error!(
+                "trial: this machine cannot be reset from the holding pen: a hang of the trial image in its warm entry will not be caught"
+            ),
+        }
     }
 }
 
@@ -127,7 +145,7 @@ pub fn start(warm: bool) {
         write_record(None);
         return;
     }
-    let Some(t) = read_record() else { return };
+    let Some(t) = record() else { return };
     let cur = slots::current();
     if t.reverted.is_none() && cur == Some(t.trial_slot as usize) {
         let left = seconds(t.deadline.saturating_sub(counter()));
@@ -171,9 +189,10 @@ pub fn start(warm: bool) {
 fn reason(r: RevertReason) -> String {
     match r {
         RevertReason::NotConfirmed => String::from("not confirmed in time"),
-        RevertReason::HandoffRefused(code) => {
-            alloc::format!("the trial image could not take the handoff block (code {code})")
-        }
+        RevertReason::HandoffRefused(code) => alloc::format!(
+            "the trial image refused the handoff block: {}",
+            vmm::maint::trial::Refusal::describe(code)
+        ),
         RevertReason::Panicked => String::from("the trial image panicked"),
         RevertReason::Hung => String::from("the trial image hung in its warm entry"),
     }

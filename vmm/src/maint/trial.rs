@@ -56,6 +56,33 @@ pub enum RevertReason {
     Hung,
 }
 
+/// What a trial image found wrong with the handoff block: the code in
+/// [`RevertReason::HandoffRefused`] (the full sentence is in the trial
+/// image's own log, printed before it handed back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Refusal {
+    /// The block did not validate (format, checksum, limits).
+    Block = 1,
+    /// A VM it describes could not be rebuilt on this image.
+    Vm = 2,
+    /// A test build asked to refuse every block (`blink,test-fault`).
+    TestFault = 3,
+}
+
+impl Refusal {
+    /// The words for a code read back from a record (any value: a newer
+    /// image may know more codes).
+    pub fn describe(code: u32) -> &'static str {
+        match code {
+            1 => "the block did not validate",
+            2 => "a VM in it could not be rebuilt",
+            3 => "a test build refusing every block",
+            _ => "a reason this image does not know",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmError {
     /// No trial in progress: the running image is already permanent.

@@ -60,6 +60,10 @@ pub struct Scenario {
     /// `/chosen/blink,rejuvenate-interval-ms`: the hypervisor reloads
     /// itself this often.
     pub reload_every_ms: Option<u32>,
+    /// `/chosen/blink,test-fault`: how the faulty test build
+    /// (`images::faulty_image_for`) fails in its warm entry ("refuse",
+    /// "panic", "hang"); every other build ignores it.
+    pub test_fault: Option<&'static str>,
 }
 
 impl Scenario {
@@ -77,6 +81,7 @@ impl Scenario {
             hypervisor: images::hypervisor_image(),
             next_image: None,
             reload_every_ms: None,
+            test_fault: None,
         }
     }
 

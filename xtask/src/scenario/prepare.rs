@@ -87,6 +87,11 @@ impl Scenario {
                 ms.to_be_bytes().to_vec(),
             ));
         }
+        if let Some(fault) = self.test_fault {
+            let mut value = fault.as_bytes().to_vec();
+            value.push(0);
+            chosen.push(("blink,test-fault".to_string(), value));
+        }
         let patched = dtb::patch_dtb_with(&base, &self.vms, &modules, &chosen)
             .context("adding the /chosen/domU* nodes to QEMU's device tree")?;
         let dtb_path = workdir.path.join("blink.dtb");

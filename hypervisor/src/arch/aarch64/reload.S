@@ -123,24 +123,34 @@ reload_trampoline_end:
 // The holding pen where secondary CPUs wait during a warm reload, instead
 // of being powered off (PSCI CPU_OFF/CPU_ON cost tens of milliseconds, and
 // spin-table boards cannot power CPUs off at all). Copied next to the
-// trampoline, outside every image; entered from `rejuvenate::park` with the
-// MMU on:
+// trampoline, outside every image; entered from `reload::pen::enter` with
+// the MMU on:
 //
 //   x0 = logical CPU index     x1 = this CPU's mailbox (16 bytes:
 //                                   +0 entry point, +8 state)
+//   x2 = the pen header (layout in reload/pen.rs)
 //
 // The CPU turns its MMU and caches off, cleans its private caches (so that
 // no dirty line of the old image can be written back over the new one),
 // sets state = 1 ("parked") and waits for an entry point, which the new
 // image writes (then SEV). It enters it with x0 = its index, as PSCI
 // CPU_ON would.
+//
+// The watch: if the header holds a deadline (a trial upgrade: the new image
+// is not trusted yet) and the counter passes it before this CPU is
+// released, the new image hung in its warm entry. The CPU marks the header
+// for the next boot and resets the machine the way the header says (a PSCI
+// call through SMC, or two 32-bit MMIO writes); RAM, with the VMs and the
+// handoff block, survives the reset. x22-x24 hold what the pen keeps: the
+// cache macro uses x10-x21, SMCCC lets the SMC clobber x0-x17.
 .balign 64
 .global holding_pen
 .global holding_pen_end
 holding_pen:
     msr     daifset, #0xf           // nothing may reach the old vectors
-    mov     x8, x0
-    mov     x9, x1
+    mov     x22, x0
+    mov     x23, x1
+    mov     x24, x2
     mrs     x2, sctlr_el2
     mov     x3, #((1 << 0) | (1 << 2) | (1 << 12))
     bic     x2, x2, x3
@@ -158,12 +168,44 @@ holding_pen:
     dsb     sy
     isb
     mov     x2, #1
-    str     x2, [x9, #8]
+    str     x2, [x23, #8]
     dsb     sy
     sev
 1:  wfe
-    ldr     x3, [x9]
-    cbz     x3, 1b
-    mov     x0, x8
+    ldr     x3, [x23]
+    cbnz    x3, 3f
+    ldr     x4, [x24, #16]          // deadline (0: no watch)
+    cbz     x4, 1b
+    mrs     x5, cntpct_el0
+    cmp     x5, x4
+    b.lo    1b
+    // Passed. The new image clears the deadline before it writes any entry
+    // point: look at both once more.
+    ldr     x3, [x23]
+    cbnz    x3, 3f
+    ldr     x4, [x24, #16]
+    cbz     x4, 1b
+    // "BLINKRST": the machine was reset with CPUs in the pen (pen.rs).
+    movz    x5, #0x4c42
+    movk    x5, #0x4e49, lsl #16
+    movk    x5, #0x524b, lsl #32
+    movk    x5, #0x5453, lsl #48
+    str     x5, [x24]
+    dsb     sy
+    ldr     x6, [x24, #24]          // how to reset
+    cmp     x6, #1
+    b.ne    2f
+    ldr     x0, [x24, #32]          // a PSCI function (SYSTEM_RESET)
+    smc     #0
+    b       1b                      // it returned: keep waiting
+2:  cmp     x6, #2
+    b.ne    1b
+    ldp     x0, x1, [x24, #32]      // two MMIO writes (a watchdog)
+    str     w1, [x0]
+    ldp     x0, x1, [x24, #48]
+    str     w1, [x0]
+    dsb     sy
+    b       1b
+3:  mov     x0, x22
     br      x3
 holding_pen_end:
