@@ -10,7 +10,7 @@
 use tests::hv::SlotRole;
 use tests::link::{blinkctl, blinkctl_binary, serial_socket, wait_listening};
 use tests::*;
-use xtask::machine::Machine;
+use xtask::machine::{raspi4b, Machine};
 
 fn version() -> String {
     format!("blink {}", env!("CARGO_PKG_VERSION"))
@@ -29,29 +29,93 @@ fn reason(fault: &str) -> &'static str {
     }
 }
 
-fn trial_image_fails(gic: u32, fault: &'static str) -> anyhow::Result<()> {
-    blinkctl_binary()?;
-    let faulty = xtask::images::require_faulty_image(Machine::Virt)?;
+/// The board's name and CPU count as the banner says them.
+fn banner(machine: Machine, version: &str) -> Regex {
+    match machine {
+        Machine::Virt => hv::banner_of(version, "qemu-virt", 2),
+        Machine::Raspi4b => hv::banner_of(version, "rpi4", raspi4b::CPUS),
+    }
+}
+
+/// What the maintenance link says, or on the Pi (no maintenance UART yet)
+/// the console shell.
+struct Link {
+    sock: Option<std::path::PathBuf>,
+}
+
+impl Link {
+    fn upgrade(&self, run: &mut QemuRun) -> anyhow::Result<()> {
+        match &self.sock {
+            Some(sock) => {
+                let (code, out, err) = blinkctl(sock, &["upgrade"])?;
+                check!(
+                    run,
+                    code == 0 && out.contains("on trial"),
+                    "upgrade: exit {code}: {err}{out}"
+                );
+            }
+            None => run.send(b"upgrade\r")?,
+        }
+        Ok(())
+    }
+
+    /// After the revert: slot 0 runs `n` again, slot 1 is staged with
+    /// `bad`, no trial is on.
+    fn check_after(&self, run: &mut QemuRun, n: &str, bad: &str) -> anyhow::Result<()> {
+        let Some(sock) = &self.sock else {
+            run.send(b"images\r")?;
+            run.expect(&hv::image_slot(0, n, "rpi4", SlotRole::Running), DEADLINE)?;
+            run.expect(&hv::image_slot(1, bad, "rpi4", SlotRole::Staged), DEADLINE)?;
+            return Ok(());
+        };
+        let (code, out, _) = blinkctl(sock, &["images"])?;
+        let has = |slot, v, role| {
+            out.lines()
+                .any(|l| hv::image_slot_holding(slot, v, role).is_match(&format!("[hv] {l}")))
+        };
+        check!(
+            run,
+            code == 0 && has(1, bad, SlotRole::Staged) && has(0, n, SlotRole::Running),
+            "images after the revert: {out}"
+        );
+        let (code, out, _) = blinkctl(sock, &["status"])?;
+        check!(
+            run,
+            code == 0 && out.starts_with(&format!("{n} on qemu-virt: ")) && !out.contains("trial:"),
+            "status after the revert: {out}"
+        );
+        let _ = std::fs::remove_file(sock);
+        Ok(())
+    }
+}
+
+fn trial_image_fails(machine: Machine, gic: u32, fault: &'static str) -> anyhow::Result<()> {
+    let faulty = xtask::images::require_faulty_image(machine)?;
     let (n, bad) = (version(), xtask::images::faulty_version());
-    let mut sock = std::path::PathBuf::new();
+    let mut sock = None;
     let mut run = start_heartbeat_and_pattern(gic, |s| {
+        if machine == Machine::Raspi4b {
+            s.machine = machine;
+            s.smp = raspi4b::CPUS;
+            s.mem_mib = raspi4b::MEM_MIB;
+        } else {
+            sock = serial_socket(s, &format!("fault-{fault}-v{gic}")).ok();
+        }
         s.next_image = Some(faulty);
         s.test_fault = Some(fault);
-        sock = serial_socket(s, &format!("fault-{fault}-v{gic}")).unwrap_or_default();
     })?;
     // The panic is provoked; the test checks it is the only one.
     run.fail_only_on(vec![re(r"\[hv\] FATAL")]);
-    wait_listening(&sock)?;
+    let link = Link { sock };
+    if let Some(sock) = &link.sock {
+        blinkctl_binary()?;
+        wait_listening(sock)?;
+    }
 
     let last = last_value(&run, beat);
-    let (code, out, err) = blinkctl(&sock, &["upgrade"])?;
-    check!(
-        run,
-        code == 0 && out.contains("on trial"),
-        "upgrade: exit {code}: {err}{out}"
-    );
+    link.upgrade(&mut run)?;
     run.expect(&hv::upgrade_to(&bad, &n), DEADLINE)?;
-    run.expect(&hv::banner_of(&bad, "qemu-virt", 2), DEADLINE)?;
+    run.expect(&banner(machine, &bad), DEADLINE)?;
     match fault {
         "refuse" => run.expect(
             &re(r"^\[hv\] ERROR: trial: this image refused the handoff block \(test fault: this build refuses every block, .*\); handing the VMs back to the previous image$"),
@@ -68,14 +132,14 @@ fn trial_image_fails(gic: u32, fault: &'static str) -> anyhow::Result<()> {
             )?;
             // The pen's watch resets the machine; the image QEMU boots
             // again finds the VMs and hands them back.
-            run.expect(&hv::banner_of(&n, "qemu-virt", 2), DEADLINE)?;
+            run.expect(&banner(machine, &n), DEADLINE)?;
             run.expect(
                 &re(r"^\[hv\] trial: the trial image \(slot 1\) hung in its warm entry: the holding pen's watch reset the machine; handing the VMs back to slot 0$"),
                 DEADLINE,
             )?
         }
     };
-    run.expect(&hv::banner_of(&n, "qemu-virt", 2), DEADLINE)?;
+    run.expect(&banner(machine, &n), DEADLINE)?;
     let reverted = re(&format!(
         r"^\[hv\] trial: the upgrade to slot 1 was reverted \({}\); this image \(slot 0\) resumed the VMs, slot 1 is staged again$",
         reason(fault)
@@ -94,26 +158,7 @@ fn trial_image_fails(gic: u32, fault: &'static str) -> anyhow::Result<()> {
             .then_some(())
     })?;
 
-    let (code, out, _) = blinkctl(&sock, &["images"])?;
-    check!(
-        run,
-        code == 0
-            && out
-                .lines()
-                .any(|l| hv::image_slot_holding(1, &bad, SlotRole::Staged)
-                    .is_match(&format!("[hv] {l}")))
-            && out
-                .lines()
-                .any(|l| hv::image_slot_holding(0, &n, SlotRole::Running)
-                    .is_match(&format!("[hv] {l}"))),
-        "images after the revert: {out}"
-    );
-    let (code, out, _) = blinkctl(&sock, &["status"])?;
-    check!(
-        run,
-        code == 0 && out.starts_with(&format!("{n} on qemu-virt: ")) && !out.contains("trial:"),
-        "status after the revert: {out}"
-    );
+    link.check_after(&mut run, &n, &bad)?;
     let panics = run.find_all(&re(r"\[hv\] PANIC"));
     check!(
         run,
@@ -136,14 +181,13 @@ fn trial_image_fails(gic: u32, fault: &'static str) -> anyhow::Result<()> {
     reload::check_continuous(&run, "mempattern passes", &mempattern_passes(&run, "domU1"))?;
     guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
     reload::check_clean(&run, reload::Since::Line(from))?;
-    let _ = std::fs::remove_file(&sock);
     Ok(())
 }
 
 mod refuses_the_handoff {
     use super::*;
     fn case(gic: u32) -> anyhow::Result<()> {
-        trial_image_fails(gic, "refuse")
+        trial_image_fails(Machine::Virt, gic, "refuse")
     }
     on_both_gics!(case);
 }
@@ -151,7 +195,7 @@ mod refuses_the_handoff {
 mod panics_in_its_warm_entry {
     use super::*;
     fn case(gic: u32) -> anyhow::Result<()> {
-        trial_image_fails(gic, "panic")
+        trial_image_fails(Machine::Virt, gic, "panic")
     }
     on_both_gics!(case);
 }
@@ -159,7 +203,16 @@ mod panics_in_its_warm_entry {
 mod hangs_in_its_warm_entry {
     use super::*;
     fn case(gic: u32) -> anyhow::Result<()> {
-        trial_image_fails(gic, "hang")
+        trial_image_fails(Machine::Virt, gic, "hang")
     }
     on_both_gics!(case);
+}
+
+/// The Pi has no PSCI: the pen's watch resets it through the BCM2711
+/// watchdog, and after the reset the secondaries come back through the
+/// spin table.
+#[test]
+fn hangs_in_its_warm_entry_on_raspi4b() -> anyhow::Result<()> {
+    xtask::rpi4_dtb::require()?;
+    trial_image_fails(Machine::Raspi4b, 2, "hang")
 }

@@ -22,8 +22,11 @@
 //! New image (generation N+1): boots as usual (heap, page tables, GIC);
 //! `boot` recognises the warm entry ([`WarmEntry`]) and calls
 //! `resume::vms`, which validates the block and rebuilds each VM around
-//! its untouched RAM. A block that fails validation is refused with a
-//! message and the VMs are cold-booted from their configuration instead.
+//! its untouched RAM, before it lets the secondaries out of the pen. A
+//! block that fails validation is refused with a message and the VMs are
+//! cold-booted from their configuration instead, unless the new image is
+//! on trial (`trial`): then it, or its panic handler, or the pen's watch
+//! of a hung one hands the VMs back to the previous image (`revert`).
 //!
 //! # Warm-entry ABI (the only description; boot.S and reload.S follow it)
 //!
