@@ -153,6 +153,12 @@ pub fn first_unclean(lines: &[String], since: Since) -> Result<Option<(&str, &'s
         Since::Line(i) => i,
     };
     for (i, l) in lines.iter().enumerate().skip(from) {
+        // A frame of the maintenance link riding on the console (0x00
+        // delimits frames; no log line holds one): its words are an
+        // answer, not the log.
+        if l.contains('\0') {
+            continue;
+        }
         if trouble.is_match(l) {
             return Ok(Some((l, TROUBLE)));
         }

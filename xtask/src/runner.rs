@@ -68,6 +68,9 @@ struct Log {
 struct Shared {
     log: Mutex<Log>,
     cond: Condvar,
+    /// A client of [`QemuRun::console_socket`]: it gets every byte of the
+    /// serial output, as read.
+    tee: Mutex<Option<std::os::unix::net::UnixStream>>,
 }
 
 impl Shared {
@@ -81,7 +84,7 @@ impl Shared {
 /// A running QEMU whose first UART is on a pipe. Killed when dropped.
 pub struct QemuRun {
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
     shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
     /// Index of the first line `expect` has not consumed yet.
@@ -117,6 +120,19 @@ fn spawn_reader<R: Read + Send + 'static>(
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    // The serial output (the reader that `closes`), not
+                    // QEMU's stderr, goes to a console_socket client; one
+                    // that went away is dropped by its own thread.
+                    if closes {
+                        if let Some(t) = shared
+                            .tee
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_mut()
+                        {
+                            let _ = t.write_all(&buf);
+                        }
+                    }
                     while matches!(buf.last(), Some(b'\n' | b'\r')) {
                         buf.pop();
                     }
@@ -182,7 +198,7 @@ impl QemuRun {
             ),
         ];
         Ok(QemuRun {
-            stdin: child.stdin.take(),
+            stdin: Arc::new(Mutex::new(child.stdin.take())),
             child,
             shared,
             readers,
@@ -350,9 +366,41 @@ impl QemuRun {
 
     /// Sends bytes to the serial port (QEMU's stdin).
     pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        let stdin = self.stdin.as_mut().context("QEMU stdin is closed")?;
+        let mut guard = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let stdin = guard.as_mut().context("QEMU stdin is closed")?;
         stdin.write_all(bytes)?;
         stdin.flush()?;
+        Ok(())
+    }
+
+    /// Shares the serial port with a tool, the way a person's terminal and
+    /// `blinkctl` share a board's only UART: a client of the Unix socket
+    /// at `path` gets every output byte (the lines still go into this
+    /// run's log) and its bytes go into the serial input, between what
+    /// [`send`](Self::send) types. One client at a time.
+    pub fn console_socket(&mut self, path: &std::path::Path) -> Result<()> {
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .with_context(|| format!("listening on {}", path.display()))?;
+        let (shared, stdin) = (self.shared.clone(), self.stdin.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                *shared.tee.lock().unwrap_or_else(|e| e.into_inner()) = client.try_clone().ok();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = client.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut guard = stdin.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(w) = guard.as_mut() else { return };
+                    if w.write_all(&buf[..n]).and_then(|()| w.flush()).is_err() {
+                        return;
+                    }
+                }
+                *shared.tee.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        });
         Ok(())
     }
 
@@ -374,7 +422,7 @@ impl QemuRun {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.stdin = None;
+        *self.stdin.lock().unwrap_or_else(|e| e.into_inner()) = None;
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }

@@ -52,6 +52,16 @@ pub fn write_fmt(args: core::fmt::Arguments) {
     }
 }
 
+/// The maintenance link's answers when it rides on the console: whole
+/// frames between lines, then a line end so that a terminal (or a test
+/// reading lines) sees them as a line of their own.
+pub fn write_frames(bytes: &[u8]) {
+    if let Some(c) = CONSOLE.lock().as_mut() {
+        c.uart.write_raw(bytes);
+        c.uart.write_raw(b"\r\n");
+    }
+}
+
 /// Switch to multiplexed output once the VMs exist, and take input from the
 /// UART's receive interrupt.
 pub fn attach_vms(names: &[&str], focus_shell: bool) {
@@ -211,10 +221,20 @@ pub fn poll_input() {
         flush_backlog();
     }
     loop {
-        let action = {
+        let byte = {
             let mut guard = CONSOLE.lock();
             let Some(c) = guard.as_mut() else { return };
             let Some(byte) = c.uart.get() else { return };
+            byte
+        };
+        // Without a UART of its own the maintenance link's frames ride
+        // here (taken without `CONSOLE` held: the link locks it last).
+        if super::maint_link::console_byte(byte) {
+            continue;
+        }
+        let action = {
+            let mut guard = CONSOLE.lock();
+            let Some(c) = guard.as_mut() else { return };
             match c.mux.as_mut() {
                 Some(m) => m.input(byte),
                 None => InputAction::None,

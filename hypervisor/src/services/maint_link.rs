@@ -35,8 +35,18 @@ use vmm::maint::command::{Command, DebugCommand};
 use vmm::maint::device::{Control, Endpoint};
 use vmm::maint::receiver::{Receiver, ResumeState};
 
+/// Where the link's bytes come and go.
+enum Port {
+    /// A UART of its own (text and frames).
+    Uart(Pl011),
+    /// A board with one usable UART: frames ride on the console, which
+    /// hands over each byte that starts or continues a frame
+    /// ([`console_byte`]); text stays the console's.
+    Console,
+}
+
 struct Link {
-    uart: Pl011,
+    port: Port,
     endpoint: Endpoint,
     /// Without an interrupt the UART is drained from CPU 0's poll.
     polled: bool,
@@ -69,17 +79,23 @@ pub fn start(
     upload: Option<ResumeState>,
 ) -> Option<u32> {
     let Some(want) = board_uart else {
-        info!(
-            "maintenance link off: board '{}' names no UART for it",
-            crate::board::board().name
+        on_console(
+            alloc::format!(
+                "board '{}' names no UART for it",
+                crate::board::board().name
+            ),
+            upload,
         );
         return None;
     };
     let platform::UartKind::Pl011 = want.kind;
     let Some(node) = node else {
-        info!(
-            "maintenance link off: the device tree has no UART at {:#x} (QEMU: give a second -serial)",
-            want.base
+        on_console(
+            alloc::format!(
+                "the device tree has no UART at {:#x} (QEMU: give a second -serial)",
+                want.base
+            ),
+            upload,
         );
         return None;
     };
@@ -91,9 +107,14 @@ pub fn start(
         })
     });
     if let Some(vm) = owner {
-        info!(
-            "maintenance link off: vm {} '{}' owns its UART {} (blink,passthrough)",
-            vm.id, vm.name, node.path
+        on_console(
+            alloc::format!(
+                "vm {} '{}' owns its UART {} (blink,passthrough)",
+                vm.id,
+                vm.name,
+                node.path
+            ),
+            upload,
         );
         return None;
     }
@@ -109,23 +130,9 @@ pub fn start(
         g.route_spi(i, 0);
         g.enable(0, i, true);
     }
-    let receiver = match upload {
-        Some(u) => {
-            info!(
-                "maintenance link: an upload of {} bytes goes on where it was ({} chunks of {} bytes verified before the reload)",
-                u.total_len, u.verified, u.chunk_size
-            );
-            Receiver::resume(u)
-        }
-        None => Receiver::new(),
-    };
-    let mut endpoint = Endpoint::new(receiver);
-    // Milliseconds (see `now_ms`): a half frame is dropped after half a
-    // second of silence.
-    endpoint.idle_ticks = 500;
     *LINK.lock() = Some(Link {
-        uart,
-        endpoint,
+        port: Port::Uart(uart),
+        endpoint: endpoint(upload),
         polled: intid.is_none(),
         out: Vec::new(),
     });
@@ -141,6 +148,65 @@ pub fn start(
         ),
     }
     intid
+}
+
+fn endpoint(upload: Option<ResumeState>) -> Endpoint {
+    let receiver = match upload {
+        Some(u) => {
+            info!(
+                "maintenance link: an upload of {} bytes goes on where it was ({} chunks of {} bytes verified before the reload)",
+                u.total_len, u.verified, u.chunk_size
+            );
+            Receiver::resume(u)
+        }
+        None => Receiver::new(),
+    };
+    let mut endpoint = Endpoint::new(receiver);
+    // Milliseconds (see `now_ms`): a half frame is dropped after half a
+    // second of silence.
+    endpoint.idle_ticks = 500;
+    endpoint
+}
+
+/// No UART of its own (`why`): blinkctl's frames ride on the console.
+fn on_console(why: String, upload: Option<ResumeState>) {
+    *LINK.lock() = Some(Link {
+        port: Port::Console,
+        endpoint: endpoint(upload),
+        polled: false,
+        out: Vec::new(),
+    });
+    info!(
+        "maintenance link on the console ({}): blinkctl frames ride on it, typed text stays with the console; development image: anyone on the line may change state",
+        why
+    );
+}
+
+/// The console, for each byte it reads: true if the byte belongs to the
+/// link (a 0x00 opens a frame, the frame's bytes follow until it ends;
+/// text never starts with one), which then took it. False for text, and
+/// always when the link has a UART of its own. While a reload is asked
+/// for, frame bytes are dropped: this image is about to go, and blinkctl
+/// sends again to the next one.
+pub fn console_byte(b: u8) -> bool {
+    let after = {
+        let mut guard = LINK.lock();
+        let Some(l) = guard.as_mut() else {
+            return false;
+        };
+        if !matches!(l.port, Port::Console) || (b != 0 && !l.endpoint.in_frame()) {
+            return false;
+        }
+        if quiesce::requested() {
+            return true;
+        }
+        l.feed(b)
+    };
+    if let Some(After::Reboot) = after {
+        let why = control::reboot();
+        error!("maintenance link: {}", why);
+    }
+    true
 }
 
 /// For the handoff block: an upload in progress (a finished one is staged
@@ -185,8 +251,8 @@ pub fn poll() {
     {
         // The reload was abandoned: listen again, and take what waited.
         if let Some(l) = LINK.lock().as_mut() {
-            if !l.polled {
-                l.uart.enable_rx_interrupt();
+            if let (Port::Uart(u), false) = (&mut l.port, l.polled) {
+                u.enable_rx_interrupt();
             }
         }
         return irq();
@@ -209,37 +275,45 @@ pub fn poll() {
 
 impl Link {
     fn drain(&mut self) -> Option<After> {
-        let mut verbs = Verbs {
-            after: None,
-            stats: self.endpoint.decoder_stats(),
-        };
-        let mut slot = UploadArea;
         // Once a reload has been asked for (by this line or another front
         // end), input waits in the UART for the next image: this one would
         // answer for the image that is about to go. Its interrupt is masked
         // meanwhile, or the level interrupt, never drained, would keep CPU 0
         // from ever reaching the reload; the next image unmasks it.
         loop {
+            let Port::Uart(uart) = &mut self.port else {
+                return None;
+            };
             if quiesce::requested() {
-                self.uart.disable_rx_interrupt();
+                uart.disable_rx_interrupt();
                 MASKED_FOR_RELOAD.store(true, Ordering::Release);
-                break;
+                return None;
             }
-            let Some(b) = self.uart.get() else { break };
-            verbs.stats = self.endpoint.decoder_stats();
-            // Bad frames are counted by the decoder; a finished upload was
-            // checked and staged (or refused) by `UploadArea::accept`,
-            // which logged what it did.
-            let _ = self
-                .endpoint
-                .push(b, now_ms(), &mut slot, &mut verbs, &mut self.out);
-            if !self.out.is_empty() {
-                self.uart.write_raw(&self.out);
-                self.out.clear();
+            let b = uart.get()?;
+            if let Some(after) = self.feed(b) {
+                return Some(after);
             }
-            if verbs.after.is_some() {
-                break;
+        }
+    }
+
+    /// One byte through the endpoint, its answer out on the port.
+    fn feed(&mut self, b: u8) -> Option<After> {
+        let mut verbs = Verbs {
+            after: None,
+            stats: self.endpoint.decoder_stats(),
+        };
+        // Bad frames are counted by the decoder; a finished upload was
+        // checked and staged (or refused) by `UploadArea::accept`, which
+        // logged what it did.
+        let _ = self
+            .endpoint
+            .push(b, now_ms(), &mut UploadArea, &mut verbs, &mut self.out);
+        if !self.out.is_empty() {
+            match &mut self.port {
+                Port::Uart(u) => u.write_raw(&self.out),
+                Port::Console => super::console::write_frames(&self.out),
             }
+            self.out.clear();
         }
         verbs.after
     }

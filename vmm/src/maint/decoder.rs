@@ -67,6 +67,12 @@ impl Decoder {
         self.state == State::InFrame && !self.buf.is_empty()
     }
 
+    /// True from a frame's opening 0x00 on, until it ends (a line shared
+    /// with a console hands the decoder every byte while this holds).
+    pub fn is_open(&self) -> bool {
+        self.state == State::InFrame
+    }
+
     /// Feeds one byte; `None` when the byte is part of a frame not yet
     /// complete (or a delimiter).
     pub fn push(&mut self, b: u8) -> Option<Event<'_>> {

@@ -144,6 +144,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether the decoder is inside a frame: on a line shared with a
+    /// console (a board with one UART), the bytes that belong to the
+    /// link are a 0x00 and everything until the frame ends.
+    pub fn in_frame(&self) -> bool {
+        self.decoder.is_open()
+    }
+
     /// Counters of the decoder (text bytes, frames, errors).
     pub fn decoder_stats(&self) -> super::decoder::DecoderStats {
         self.decoder.stats

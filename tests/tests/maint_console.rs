@@ -1,0 +1,96 @@
+//! The maintenance link on a board with one usable UART (the Raspberry
+//! Pi 4 on QEMU `raspi4b`: its board file names no maintenance UART):
+//! blinkctl's frames ride on the console while a person types at the
+//! same line, and the guests keep printing on it. The test shares QEMU's
+//! serial port between itself (the person, and the log it checks) and
+//! blinkctl (`QemuRun::console_socket`).
+
+use tests::link::{blinkctl, blinkctl_binary};
+use tests::*;
+use xtask::machine::{raspi4b, Machine};
+
+fn version() -> String {
+    format!("blink {}", env!("CARGO_PKG_VERSION"))
+}
+
+#[test]
+fn blinkctl_shares_the_pi_console() -> anyhow::Result<()> {
+    xtask::rpi4_dtb::require()?;
+    blinkctl_binary()?;
+    let next = xtask::images::next_image_for(Machine::Raspi4b);
+    anyhow::ensure!(
+        next.is_file(),
+        "{} missing: run `cargo xtask build`",
+        next.display()
+    );
+    let (n, n1) = (version(), xtask::images::next_version());
+    let mut run = start_heartbeat_and_pattern(2, |s| {
+        s.machine = Machine::Raspi4b;
+        s.smp = raspi4b::CPUS;
+        s.mem_mib = raspi4b::MEM_MIB;
+        s.next_image = Some(next);
+    })?;
+    let on_console =
+        re(r"^\[hv\] maintenance link on the console \(board 'rpi4' names no UART for it\): ");
+    check!(
+        run,
+        !run.find_all(&on_console).is_empty(),
+        "the link is not on the console"
+    );
+    let dir = xtask::target_dir().join("xtask");
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join(format!("pi-console-{}.sock", std::process::id()));
+    run.console_socket(&sock)?;
+    let beat = |l: &str| heartbeat_n("domU0", l);
+
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.starts_with(&format!("{n} on rpi4: ")),
+        "status over the console: exit {code}: {err}{out}"
+    );
+    // A person at the same line: the shell still answers typed text.
+    run.send(b"images\r")?;
+    run.expect(
+        &hv::image_slot(1, &n1, "rpi4", hv::SlotRole::Staged),
+        DEADLINE,
+    )?;
+
+    let last = last_value(&run, beat);
+    let (code, out, err) = blinkctl(&sock, &["rejuvenate"])?;
+    check!(run, code == 0, "rejuvenate: exit {code}: {err}{out}");
+    run.expect(&hv::reload_report(1, 2), DEADLINE)?;
+    wait_beyond(&mut run, DEADLINE, "heartbeat after rejuvenate", beat, last)?;
+
+    // A trial that nobody confirms reverts by itself.
+    let (code, out, err) = blinkctl(&sock, &["upgrade", "--revert-after", "3"])?;
+    check!(
+        run,
+        code == 0 && out.contains("on trial"),
+        "upgrade --revert-after 3: exit {code}: {err}{out}"
+    );
+    run.expect(&hv::upgrade_to(&n1, &n), DEADLINE)?;
+    run.expect(&hv::banner_of(&n1, "rpi4", raspi4b::CPUS), DEADLINE)?;
+    run.expect(&hv::reload_report(2, 2), DEADLINE)?;
+    run.expect(&hv::rollback_to(&n, &n1), DEADLINE)?;
+    run.expect(
+        &re(r"^\[hv\] trial: the upgrade to slot 1 was reverted \(not confirmed in time\); this image \(slot 0\) resumed the VMs, slot 1 is staged again$"),
+        DEADLINE,
+    )?;
+    run.expect(&hv::reload_report(3, 2), DEADLINE)?;
+    let last = last_value(&run, beat);
+    wait_beyond(&mut run, DEADLINE, "heartbeat after the revert", beat, last)?;
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.starts_with(&format!("{n} on rpi4: ")) && !out.contains("trial:"),
+        "status after the revert: exit {code}: {err}{out}"
+    );
+
+    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
+    reload::check_continuous(&run, "mempattern passes", &mempattern_passes(&run, "domU1"))?;
+    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
+    reload::check_clean(&run, reload::Since::FirstReload)?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
