@@ -1,0 +1,170 @@
+//! A production image (`target/images/hypervisor-production.bin`: the
+//! hypervisor built with `keys/test-operator.pub` as its operator key)
+//! under QEMU `-cpu max`, its maintenance link on a Unix socket driven
+//! by the real `blinkctl`: anyone may read `status`; `rejuvenate`,
+//! `rollback` and `upgrade` without an operator session are refused with
+//! the reason and nothing reloads; a key that is not the image's operator
+//! key is refused; `--operator-key keys/test-operator.secret` opens a
+//! session and `rejuvenate` reloads under the heartbeat, which counts on;
+//! the new image starts without a session (refused again); the console
+//! shell refuses state changes and has no `debug-*` commands; nonces come
+//! from FEAT_RNG. On GICv3 only: the GIC plays no part in any of it, and
+//! CI time is spent once.
+
+use tests::link::{blinkctl, blinkctl_binary, link_on, serial_socket, wait_listening};
+use tests::*;
+
+fn beat(line: &str) -> Option<u64> {
+    heartbeat_n("domU0", line)
+}
+
+/// `[hv] rejuvenate: suspending ...`, `[hv] reload: ...`, `[hv] warm
+/// entry ...`: any sign that a reload began.
+fn any_reload() -> Regex {
+    re(r"^\[hv\] (rejuvenate: suspending|reload: |warm entry|rollback: |upgrade: )")
+}
+
+const REFUSED: &str = "needs an authenticated session";
+
+fn production(gic: u32) -> anyhow::Result<()> {
+    require_images(&["heartbeat"])?;
+    let image = xtask::images::require_production_image()?;
+    blinkctl_binary()?;
+    let key = xtask::images::test_operator_key().with_extension("secret");
+    let wrong = xtask::workspace_root().join("keys/development.secret");
+    let (key, wrong) = (key.to_str().unwrap(), wrong.to_str().unwrap());
+
+    let mut s = scenario(gic, [VmSpec::guest("domU0", "heartbeat")]);
+    s.hypervisor = image;
+    // FEAT_RNG: cortex-a72 has none.
+    s.cpu = "max".into();
+    let sock = serial_socket(&mut s, &format!("auth-v{gic}"))?;
+    let mut run = start(&s)?;
+    run.expect(&hv::banner(2, gic), DEADLINE)?;
+    let on = run.expect(&link_on(), DEADLINE)?;
+    check!(
+        run,
+        on.contains("production image: state changes need an operator session"),
+        "the link's start line does not say production: {on}"
+    );
+    run.expect(
+        &re(r"^\[hv\] operator sessions: challenge nonces from the CPU's random number generator \(FEAT_RNG, RNDR\)$"),
+        DEADLINE,
+    )?;
+    run.expect(&heartbeat("domU0"), DEADLINE)?;
+    wait_listening(&sock)?;
+
+    // Reading needs no session.
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0
+            && out.contains("generation 0,")
+            && out.contains("production image: state changes need an operator session")
+            && out.contains("session: none (state changes are refused)")
+            && out.contains("FEAT_RNG"),
+        "status without a session: exit {code}: {err}{out}"
+    );
+    let (code, out, _) = blinkctl(&sock, &["status", "--json"])?;
+    check!(
+        run,
+        code == 0
+            && out.contains("\"production\":true")
+            && out.contains("\"operator_keys\":1")
+            && out.contains("\"entropy\":\"rndr\""),
+        "status --json: exit {code}: {out}"
+    );
+
+    // State changes without a session: refused (exit 1), with the reason
+    // and what to do.
+    for cmd in [&["rejuvenate"][..], &["rollback"], &["upgrade"]] {
+        let (code, out, err) = blinkctl(&sock, cmd)?;
+        check!(
+            run,
+            code == 1
+                && out.contains(&format!(
+                    "'{}' changes the device's state and {REFUSED}",
+                    cmd[0]
+                ))
+                && err.contains("production image and needs an operator session"),
+            "{cmd:?} without a session: exit {code}: {err}{out}"
+        );
+    }
+    // The development key is no operator key of this image.
+    let (code, out, err) = blinkctl(&sock, &["--operator-key", wrong, "rejuvenate"])?;
+    check!(
+        run,
+        code == 1 && err.contains("refused the operator key: not an operator key of this image"),
+        "rejuvenate with the wrong key: exit {code}: {err}{out}"
+    );
+    // The console shell changes nothing either, and has no debug-*.
+    focus_shell(&mut run, DEADLINE)?;
+    run.send(b"rejuvenate\r")?;
+    run.expect(
+        &re(r"^\[hv\] refused: 'rejuvenate' changes state: on this production image only an authenticated operator session on the maintenance link may"),
+        DEADLINE,
+    )?;
+    run.send(b"debug-leak 64\r")?;
+    run.expect(
+        &re(r"^\[hv\] unknown command 'debug-leak 64' \(try 'help'\)$"),
+        DEADLINE,
+    )?;
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.contains("generation 0,"),
+        "status after the refusals: exit {code}: {err}{out}"
+    );
+    run.assert_absent(&any_reload())?;
+
+    // The operator key: a session, and the reload happens.
+    let last_beat = last_value(&run, beat);
+    let (code, out, err) = blinkctl(&sock, &["--operator-key", key, "rejuvenate"])?;
+    check!(
+        run,
+        code == 0 && out.contains("warm reload started"),
+        "rejuvenate with the operator key: exit {code}: {err}{out}"
+    );
+    run.expect(&hv::suspending(1, 1), DEADLINE)?;
+    run.expect(&hv::warm_entry(), DEADLINE)?;
+    run.expect(&link_on(), DEADLINE)?;
+    run.expect(&hv::vm_resumed(0, "domU0"), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 1), DEADLINE)?;
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "heartbeat after the reload",
+        beat,
+        last_beat + 1,
+    )?;
+    let beats: Vec<u64> = run.lines().iter().filter_map(|l| beat(l)).collect();
+    reload::check_continuous(&run, "heartbeat counter", &beats)?;
+    guest::check_started_once(&run, &re("heartbeat: start"), "heartbeat")?;
+
+    // The new image starts without a session.
+    let (code, out, err) = blinkctl(&sock, &["rollback"])?;
+    check!(
+        run,
+        code == 1 && out.contains(REFUSED),
+        "rollback after the reload, without a session: exit {code}: {err}{out}"
+    );
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.contains("generation 1,"),
+        "status after the reload: exit {code}: {err}{out}"
+    );
+    run.assert_absent(&hv::tagged(&[
+        hv::Tag::Fatal,
+        hv::Tag::Panic,
+        hv::Tag::Warn,
+        hv::Tag::Error,
+    ]))?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+#[test]
+fn gicv3() -> anyhow::Result<()> {
+    production(3)
+}
