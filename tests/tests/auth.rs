@@ -3,7 +3,8 @@
 //! under QEMU `-cpu max`, its maintenance link on a Unix socket driven
 //! by the real `blinkctl`: anyone may read `status`; `rejuvenate`,
 //! `rollback` and `upgrade` without an operator session are refused with
-//! the reason and nothing reloads; a key that is not the image's operator
+//! the reason and nothing reloads; an upload is refused without one and
+//! staged with one; a key that is not the image's operator
 //! key is refused; `--operator-key keys/test-operator.secret` opens a
 //! session and `rejuvenate` reloads under the heartbeat, which counts on;
 //! the new image starts without a session (refused again); the console
@@ -26,6 +27,36 @@ fn any_reload() -> Regex {
 }
 
 const REFUSED: &str = "needs an authenticated session";
+
+/// The next build signed into a slot file with the development key
+/// (security counter 5, for qemu-virt), in a scratch directory.
+fn signed_next(tag: &str) -> anyhow::Result<std::path::PathBuf> {
+    let raw = xtask::images::images_dir().join("hypervisor-next.bin");
+    let dir = xtask::target_dir()
+        .join("xtask")
+        .join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join("next.slot");
+    let key = xtask::workspace_root().join("keys/development.secret");
+    let label = xtask::images::next_version();
+    let signed = std::process::Command::new(blinkctl_binary()?)
+        .arg("sign")
+        .arg("--key")
+        .arg(&key)
+        .arg("--image")
+        .arg(&raw)
+        .args(["--version", "0.2.0", "--security-counter", "5"])
+        .args(["--board", "qemu-virt", "--label", &label, "--out"])
+        .arg(&out)
+        .output()?;
+    anyhow::ensure!(
+        signed.status.success(),
+        "blinkctl sign {}: {}",
+        raw.display(),
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    Ok(out)
+}
 
 fn production(gic: u32) -> anyhow::Result<()> {
     require_images(&["heartbeat"])?;
@@ -115,6 +146,35 @@ fn production(gic: u32) -> anyhow::Result<()> {
     );
     run.assert_absent(&any_reload())?;
 
+    // An upload (the next build, signed with the development key, which
+    // this test image trusts for uploads) needs a session too.
+    let slot_file = signed_next(&format!("auth-v{gic}"))?;
+    let slot = slot_file.to_str().unwrap();
+    let (code, out, err) = blinkctl(&sock, &["upload", slot])?;
+    check!(
+        run,
+        code == 1
+            && err.contains("the device refused the upload: not allowed in this session")
+            && err.contains("--operator-key"),
+        "upload without a session: exit {code}: {err}{out}"
+    );
+    let (code, out, _) = blinkctl(&sock, &["images"])?;
+    check!(
+        run,
+        code == 0 && re(r"(?m)^image slot 1 at .*: no image.* \[staged\]$").is_match(&out),
+        "the staging slot changed after a refused upload: {out}"
+    );
+    let (code, out, err) = blinkctl(&sock, &["--operator-key", key, "upload", slot])?;
+    check!(
+        run,
+        code == 0 && out.starts_with("uploaded "),
+        "upload in a session: exit {code}: {err}{out}"
+    );
+    run.expect(
+        &re(r"^\[hv\] upload: 'blink \S+\+next' \(version 0\.2\.0, security counter 5, development key\) staged in image slot 1$"),
+        DEADLINE,
+    )?;
+
     // The operator key: a session, and the reload happens.
     let last_beat = last_value(&run, beat);
     let (code, out, err) = blinkctl(&sock, &["--operator-key", key, "rejuvenate"])?;
@@ -159,6 +219,9 @@ fn production(gic: u32) -> anyhow::Result<()> {
         hv::Tag::Error,
     ]))?;
     let _ = std::fs::remove_file(&sock);
+    if let Some(dir) = slot_file.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 
