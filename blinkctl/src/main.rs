@@ -32,7 +32,7 @@ struct Cli {
     /// An operator key (a secret key file from `keygen`): open an
     /// authenticated session before a command that changes state (a
     /// production image refuses those without one).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "BLINK_OPERATOR_KEY")]
     operator_key: Option<PathBuf>,
     /// Also print the console text the device sent between frames.
     #[arg(long, short, global = true)]
@@ -189,9 +189,17 @@ fn remote(cli: &Cli, line: &str) -> Result<()> {
         println!();
     }
     if r.refused {
+        // A production image without a session: say what would do.
+        let hint = match (&cli.operator_key, r.text.contains("authenticated session")) {
+            (None, true) => {
+                ": it is a production image and needs an operator session \
+                 (give --operator-key FILE or BLINK_OPERATOR_KEY)"
+            }
+            _ => "",
+        };
         return Err(Failure::new(
             Code::Refused,
-            anyhow!("the device refused '{line}'"),
+            anyhow!("the device refused '{line}'{hint}"),
         ));
     }
     Ok(())

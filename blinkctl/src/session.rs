@@ -261,6 +261,15 @@ impl Session {
                 elapsed: started.elapsed(),
             }),
             Err(SendError::NoAnswer { what }) => Err(self.no_answer(what)),
+            Err(e @ SendError::Refused(vmm::maint::proto::UploadError::NotAllowed)) => {
+                Err(Failure::new(
+                    Code::Refused,
+                    anyhow!(
+                        "{e} (a production image takes uploads only in an operator session: \
+                         give --operator-key FILE or BLINK_OPERATOR_KEY)"
+                    ),
+                ))
+            }
             Err(e) => Err(Failure::new(Code::Refused, anyhow!("{e}"))),
         }
     }

@@ -112,6 +112,26 @@ impl Variant {
     }
 }
 
+/// `target/images/hypervisor-production.bin`: a production test build,
+/// the hypervisor with `keys/test-operator.pub` as its operator key
+/// (`BLINK_OPERATOR_KEYS`): state changes on its maintenance link need
+/// an operator session, its shell changes nothing, it has no `debug-*`
+/// commands. The key is committed and test-only; so is this image.
+pub fn production_image() -> PathBuf {
+    images_dir().join("hypervisor-production.bin")
+}
+
+/// The production test build, or an error telling how to build it.
+pub fn require_production_image() -> Result<PathBuf> {
+    require_file(&production_image())
+}
+
+/// The test operator key pair's base (`.pub` is built into
+/// [`production_image`], `.secret` opens sessions on it). Test-only.
+pub fn test_operator_key() -> PathBuf {
+    crate::workspace_root().join("keys/test-operator")
+}
+
 /// A guest image, or an error telling how to build it.
 pub fn require_guest_image(guest: &str) -> Result<PathBuf> {
     require_file(&guest_image(guest))
@@ -196,6 +216,7 @@ pub fn build() -> Result<BuiltImages> {
     objcopy_binary(&objcopy, &hv_elf, &hypervisor)?;
     build_variant(&root, &objcopy, &NEXT)?;
     build_variant(&root, &objcopy, &FAULTY)?;
+    build_production(&root, &objcopy)?;
 
     let names = guest_names()?;
     let mut guests = Vec::new();
@@ -268,6 +289,36 @@ fn build_variant(root: &Path, objcopy: &Path, v: &Variant) -> Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
+}
+
+/// The production test build (see [`production_image`]), in its own
+/// target directory like [`build_variant`]'s.
+fn build_production(root: &Path, objcopy: &Path) -> Result<PathBuf> {
+    let dir = crate::target_dir().join("production-build");
+    let dir_str = dir.to_str().context("target directory path is not UTF-8")?;
+    let key = test_operator_key().with_extension("pub");
+    let key_str = key.to_str().context("key path is not UTF-8")?;
+    run_cargo_env(
+        root,
+        &[
+            "build",
+            "-p",
+            "hypervisor",
+            "--target",
+            HV_TARGET,
+            "--release",
+            "--target-dir",
+            dir_str,
+        ],
+        &[("BLINK_OPERATOR_KEYS", key_str)],
+    )?;
+    let bin = production_image();
+    objcopy_binary(
+        objcopy,
+        &dir.join(HV_TARGET).join("release").join("hypervisor"),
+        &bin,
+    )?;
+    Ok(bin)
 }
 
 fn run_cargo(root: &Path, args: &[&str]) -> Result<()> {

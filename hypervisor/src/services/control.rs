@@ -93,7 +93,10 @@ pub fn rollback() -> Result<(), Refusal> {
 }
 
 /// `debug-rejuvenate-corrupt`: a reload whose handoff block is damaged on
-/// purpose (the new image must refuse it and cold-boot the VMs).
+/// purpose (the new image must refuse it and cold-boot the VMs). Called
+/// in development images only (`access`): a production image has no
+/// command for it, the optimizer drops it.
+#[cfg_attr(not(blink_debug_commands), allow(dead_code))]
 pub fn rejuvenate_corrupted() -> Result<(), Refusal> {
     reload::request_corrupted()
 }
@@ -140,7 +143,9 @@ pub fn reboot() -> Refusal {
 }
 
 /// `debug-leak <KiB>`: leak hypervisor heap in 64 KiB pieces, the aging a
-/// warm reload is meant to clear. At most half the free heap.
+/// warm reload is meant to clear. At most half the free heap. In
+/// development images only (`access`).
+#[cfg(blink_debug_commands)]
 pub fn leak(kib: usize) -> Result<(), Refusal> {
     let (used, total) = heap::usage();
     // Leave the heap at least half free: the point is to age it, not to

@@ -17,7 +17,7 @@
 //! Lock order: `LINK` is taken on CPU 0 only, in its interrupt path (under
 //! the loaded vCPU's `Vcpu::state`) or its periodic work; the verbs run
 //! under it take the locks of the layers below and `CONSOLE` last.
-use super::control;
+use super::{access, control};
 use crate::arch::aarch64::gic::gic;
 use crate::arch::aarch64::sysreg::{counter, counter_freq};
 use crate::drivers::uart::Pl011;
@@ -137,15 +137,19 @@ pub fn start(
         out: Vec::new(),
     });
     DRAIN_AT_START.store(true, Ordering::Release);
+    let rule = access::describe();
     match intid {
         Some(i) => info!(
-            "maintenance link on {} (INTID {}, CPU 0): console and blinkctl frames; development image: anyone on the line may change state",
-            node.path, i
+            "maintenance link on {} (INTID {}, CPU 0): console and blinkctl frames; {}",
+            node.path, i, rule
         ),
         None => info!(
-            "maintenance link on {} (no interrupt: polled): console and blinkctl frames; development image: anyone on the line may change state",
-            node.path
+            "maintenance link on {} (no interrupt: polled): console and blinkctl frames; {}",
+            node.path, rule
         ),
+    }
+    if access::production() {
+        info!("operator sessions: {}", access::source().describe());
     }
     intid
 }
@@ -162,6 +166,8 @@ fn endpoint(upload: Option<ResumeState>) -> Endpoint {
         None => Receiver::new(),
     };
     let mut endpoint = Endpoint::new(receiver);
+    // A production image: state changes need an operator session.
+    endpoint.access = access::access();
     // Milliseconds (see `now_ms`): a half frame is dropped after half a
     // second of silence.
     endpoint.idle_ticks = 500;
@@ -177,9 +183,13 @@ fn on_console(why: String, upload: Option<ResumeState>) {
         out: Vec::new(),
     });
     info!(
-        "maintenance link on the console ({}): blinkctl frames ride on it, typed text stays with the console; development image: anyone on the line may change state",
-        why
+        "maintenance link on the console ({}): blinkctl frames ride on it, typed text stays with the console; {}",
+        why,
+        access::describe()
     );
+    if access::production() {
+        info!("operator sessions: {}", access::source().describe());
+    }
 }
 
 /// The console, for each byte it reads: true if the byte belongs to the
@@ -301,6 +311,7 @@ impl Link {
         let mut verbs = Verbs {
             after: None,
             stats: self.endpoint.decoder_stats(),
+            session: self.endpoint.auth.operator(now_ms()),
         };
         // Bad frames are counted by the decoder; a finished upload was
         // checked and staged (or refused) by `UploadArea::accept`, which
@@ -328,6 +339,8 @@ fn now_ms() -> u64 {
 struct Verbs {
     after: Option<After>,
     stats: vmm::maint::decoder::DecoderStats,
+    /// The operator of the session open on this line, if any.
+    session: Option<[u8; 32]>,
 }
 
 const HELP: &str = "commands: help, status [--json] (VMs and aging indicators), images (the image slots), exits (guest exits by kind)
@@ -335,14 +348,21 @@ const HELP: &str = "commands: help, status [--json] (VMs and aging indicators), 
   upload (blinkctl upload: a signed image into the staging slot)
   upgrade [--confirm-after N] [--timeout S] (warm reload into the staged image on trial: reverts unless confirmed within S s, default 300)
   confirm (the running trial image becomes permanent), rollback (warm reload into the image this one was upgraded from)
-  reboot (cold reset of the machine), debug-leak <KiB>, debug-rejuvenate-corrupt
+  reboot (cold reset of the machine)
   not served yet: log
 ";
+
+/// The debug commands, in a development image only.
+#[cfg(blink_debug_commands)]
+const HELP_DEBUG: &str = "  debug-leak <KiB>, debug-rejuvenate-corrupt (development images only)
+";
+#[cfg(not(blink_debug_commands))]
+const HELP_DEBUG: &str = "";
 
 impl Control for Verbs {
     fn run(&mut self, cmd: Command) -> Result<String, String> {
         match cmd {
-            Command::Help => Ok(String::from(HELP)),
+            Command::Help => Ok(alloc::format!("{HELP}{HELP_DEBUG}")),
             Command::Status { json: false } => Ok(self.status_text()),
             Command::Status { json: true } => Ok(status_json()),
             Command::Images => Ok(images_text()),
@@ -370,11 +390,18 @@ impl Control for Verbs {
                 self.after = Some(After::Reboot);
                 Ok(String::from("reboot: resetting the machine\n"))
             }
+            #[cfg(blink_debug_commands)]
             Command::Debug(DebugCommand::Leak { kib }) => {
                 control::leak(kib).map(|()| alloc::format!("debug-leak: leaked {kib} KiB of hypervisor heap\n"))
             }
+            #[cfg(blink_debug_commands)]
             Command::Debug(DebugCommand::RejuvenateCorrupt) => control::rejuvenate_corrupted()
                 .map(|()| String::from("debug-rejuvenate-corrupt: warm reload with a damaged handoff block started\n")),
+            #[cfg(not(blink_debug_commands))]
+            Command::Debug(DebugCommand::Leak { .. } | DebugCommand::RejuvenateCorrupt) => Err(alloc::format!(
+                "'{}' exists only in development images (this is a production image)",
+                cmd.verb()
+            )),
             Command::Debug(DebugCommand::Fault | DebugCommand::Vm) => Err(alloc::format!(
                 "'{}' prints on the console and is served by the console shell only (Ctrl-] h)",
                 cmd.verb()
@@ -387,21 +414,10 @@ impl Control for Verbs {
         }
     }
 
-    /// Only asked for a challenge, which an endpoint without `Access` (a
-    /// development image: this one) never sends. Not unpredictable: a
-    /// production image needs a hardware entropy source here.
+    /// A challenge's nonce (asked only by a production image's endpoint):
+    /// FEAT_RNG or, named as weak, counter jitter (`access::source`).
     fn entropy(&mut self) -> [u8; 32] {
-        let mut x = counter();
-        let mut out = [0u8; 32];
-        for c in out.chunks_mut(8) {
-            // splitmix64
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-        }
-        out
+        access::entropy()
     }
 }
 
@@ -456,9 +472,29 @@ impl Verbs {
         }
         let _ = writeln!(
             t,
-            "link: {} text bytes, {} frames, {} bad frames; development image: anyone on this line may change state",
-            self.stats.text_bytes, self.stats.frames, self.stats.errors
+            "link: {} text bytes, {} frames, {} bad frames; {}",
+            self.stats.text_bytes,
+            self.stats.frames,
+            self.stats.errors,
+            access::describe()
         );
+        if access::production() {
+            let _ = writeln!(
+                t,
+                "session: {}; {}",
+                match self.session {
+                    Some(k) => alloc::format!(
+                        "operator {:02x}{:02x}{:02x}{:02x}... authenticated",
+                        k[0],
+                        k[1],
+                        k[2],
+                        k[3]
+                    ),
+                    None => String::from("none (state changes are refused)"),
+                },
+                access::source().describe()
+            );
+        }
         t
     }
 }
@@ -477,7 +513,7 @@ fn status_json() -> String {
     let mut t = String::new();
     let _ = write!(
         t,
-        "{{\"version\":{},\"board\":{},\"uptime_s\":{},\"image_age_s\":{},\"generation\":{},\"ncpus\":{},\"heap_used\":{},\"heap_total\":{},\"largest_free_block\":{},\"development\":true,\"development_key\":{},\"security_counter\":{},\"staging_slot\":{},\"vms\":[",
+        "{{\"version\":{},\"board\":{},\"uptime_s\":{},\"image_age_s\":{},\"generation\":{},\"ncpus\":{},\"heap_used\":{},\"heap_total\":{},\"largest_free_block\":{},\"production\":{},\"operator_keys\":{},\"entropy\":\"{}\",\"development_key\":{},\"security_counter\":{},\"staging_slot\":{},\"vms\":[",
         json_str(crate::VERSION),
         json_str(crate::board::board().name),
         s.uptime_s,
@@ -487,6 +523,9 @@ fn status_json() -> String {
         s.heap_used,
         s.heap_total,
         s.largest_free_block,
+        access::production(),
+        access::access().map_or(0, |a| a.operators.len()),
+        access::source().name(),
         upload::development(),
         upload::security_counter(),
         crate::reload::slots::staging()

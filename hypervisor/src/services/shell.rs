@@ -1,6 +1,9 @@
 //! The hypervisor's own shell on the console (input focus `Ctrl-] h`): a
-//! text front end to the control verbs (`control`), plus debug commands.
-use super::control;
+//! text front end to the control verbs (`control`), plus debug commands
+//! (development images only). On a production image it changes no state:
+//! those verbs need an operator session on the maintenance link
+//! (`access::console_refusal`).
+use super::{access, control};
 use alloc::string::String;
 use log::error;
 use spin::Mutex;
@@ -24,13 +27,19 @@ pub fn input(byte: u8) {
 }
 
 fn run(cmd: &str) {
+    if let Some(why) = access::console_refusal(cmd) {
+        hvprintln!("refused: {}", why);
+        return;
+    }
     match cmd {
         "" => {}
         "help" => {
             hvprintln!("commands: help, status (VMs and aging indicators), exits (guest exits by kind since this image started, summed over CPUs), images (the image slots)");
             hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the staged image, on trial: 'confirm' within 300 s or it reverts), confirm, rollback (warm reload into the image this one was upgraded from)");
-            hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU)");
-            hvprintln!("  debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
+            hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
+            #[cfg(blink_debug_commands)]
+            hvprintln!("  debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU), debug-rejuvenate-corrupt (development images only)");
+            hvprintln!("  {}", access::describe());
         }
         "rejuvenate" => refused(control::rejuvenate()),
         "upgrade" => refused(control::upgrade(None, None)),
@@ -40,16 +49,19 @@ fn run(cmd: &str) {
         },
         "rollback" => refused(control::rollback()),
         "images" => images(),
+        #[cfg(blink_debug_commands)]
         "debug-rejuvenate-corrupt" => refused(control::rejuvenate_corrupted()),
         "reboot" => reboot(),
         "status" => status(),
         "exits" => crate::vcpu::stats::print(),
+        #[cfg(blink_debug_commands)]
         "debug-fault" => debug_fault(),
         "debug-vm" => debug_vm(),
-        other => match other.strip_prefix("debug-leak ") {
-            Some(arg) => debug_leak(arg.trim()),
-            None => hvprintln!("unknown command '{}' (try 'help')", other),
-        },
+        #[cfg(blink_debug_commands)]
+        other if other.starts_with("debug-leak ") => {
+            debug_leak(other["debug-leak ".len()..].trim())
+        }
+        other => hvprintln!("unknown command '{}' (try 'help')", other),
     }
 }
 
@@ -114,6 +126,7 @@ fn reboot() {
     hvprintln!("{}", why);
 }
 
+#[cfg(blink_debug_commands)]
 fn debug_leak(arg: &str) {
     let Ok(kib) = arg.parse::<usize>() else {
         hvprintln!("debug-leak: expected a size in KiB, got '{}'", arg);
@@ -128,6 +141,7 @@ fn debug_leak(arg: &str) {
 /// Deliberately take a data abort at EL2, to check that an unexpected
 /// exception is reported (decoded syndrome, registers) and stops only the
 /// CPU it happened on.
+#[cfg(blink_debug_commands)]
 fn debug_fault() {
     hvprintln!(
         "debug-fault: reading an unmapped address at EL2 on cpu {}",

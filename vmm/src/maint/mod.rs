@@ -13,6 +13,7 @@
 //! - [`signed`]: the signature block of an image slot (ed25519, SHA-256);
 //! - [`command`]: the line console's command parser;
 //! - [`auth`]: who may change state (challenge-response, ed25519);
+//! - [`entropy`]: the pool the challenge nonces come from;
 //! - [`trial`]: the rules of a trial upgrade (confirm, health, revert);
 //! - [`device`]: the device's end in one place (bytes in, bytes out).
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod command;
 pub mod compress;
 pub mod decoder;
 pub mod device;
+pub mod entropy;
 pub mod frame;
 pub mod proto;
 pub mod receiver;

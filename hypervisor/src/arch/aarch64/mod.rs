@@ -11,6 +11,7 @@ pub mod guest;
 pub mod mmu;
 pub mod pauth;
 pub mod regs;
+pub mod rng;
 pub mod sysreg;
 pub mod timer;
 pub mod traps;
