@@ -49,6 +49,17 @@ fn blinkctl_shares_the_pi_console() -> anyhow::Result<()> {
         code == 0 && out.starts_with(&format!("{n} on rpi4: ")),
         "status over the console: exit {code}: {err}{out}"
     );
+    // `log`: the hypervisor's recent log lines, timed.
+    let (code, out, err) = blinkctl(&sock, &["log"])?;
+    check!(
+        run,
+        code == 0
+            && out.starts_with("log: the last ")
+            && out
+                .lines()
+                .any(|l| re(r"^ +\d+\.\d{3} maintenance link on the console ").is_match(l)),
+        "log: exit {code}: {err}{out}"
+    );
     // A person at the same line: the shell still answers typed text.
     run.send(b"images\r")?;
     run.expect(

@@ -21,6 +21,7 @@ pub mod idregs;
 pub mod image_slot;
 pub mod inject;
 pub mod layout;
+pub mod log_ring;
 pub mod maint;
 pub mod memory;
 pub mod psci;

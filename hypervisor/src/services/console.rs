@@ -267,6 +267,32 @@ pub fn poll_input() {
     }
 }
 
+/// The log's recent lines (`log`), since this image started: 16 KiB.
+static RECENT: Mutex<vmm::log_ring::LogRing> = Mutex::new(vmm::log_ring::LogRing::new(16 * 1024));
+
+/// `log`: the last `n` lines the hypervisor logged (seconds since the
+/// machine started, level, message), and how many older ones were dropped.
+pub fn recent_log(n: usize) -> alloc::string::String {
+    use core::fmt::Write as _;
+    let ring = RECENT.lock();
+    let mut out = alloc::string::String::new();
+    let shown = n.min(ring.len());
+    let _ = writeln!(
+        out,
+        "log: the last {} lines of this image's log{}",
+        shown,
+        if ring.dropped > 0 {
+            alloc::format!(" ({} older ones dropped)", ring.dropped)
+        } else {
+            alloc::string::String::new()
+        }
+    );
+    for l in ring.last(n) {
+        let _ = writeln!(out, "{l}");
+    }
+    out
+}
+
 struct Logger;
 
 impl log::Log for Logger {
@@ -284,6 +310,14 @@ impl log::Log for Logger {
             Trace => "trace: ",
         };
         write_fmt(format_args!("[hv] {}{}\n", tag, r.args()));
+        let t = crate::arch::aarch64::sysreg::counter();
+        let ms = t / (crate::arch::aarch64::sysreg::counter_freq() / 1000).max(1);
+        let line = alloc::format!("{:>6}.{:03} {}{}", ms / 1000, ms % 1000, tag, r.args());
+        // Never waits: a line logged while the ring is being read is only
+        // printed.
+        if let Some(mut ring) = RECENT.try_lock() {
+            ring.push(line);
+        }
     }
 
     fn flush(&self) {}

@@ -335,6 +335,9 @@ fn now_ms() -> u64 {
     counter() / (counter_freq() / 1000).max(1)
 }
 
+/// Lines `log` answers with (blinkctl's answer frames carry them all).
+const LOG_LINES: usize = 40;
+
 /// The control verbs as the endpoint asks for them.
 struct Verbs {
     after: Option<After>,
@@ -349,7 +352,7 @@ const HELP: &str = "commands: help, status [--json] (VMs and aging indicators), 
   upgrade [--confirm-after N] [--timeout S] (warm reload into the staged image on trial: reverts unless confirmed within S s, default 300)
   confirm (the running trial image becomes permanent), rollback (warm reload into the image this one was upgraded from)
   reboot (cold reset of the machine)
-  not served yet: log
+  log (the hypervisor's last log lines)
 ";
 
 /// The debug commands, in a development image only.
@@ -410,7 +413,7 @@ impl Control for Verbs {
                 "upload: the image comes as frames (blinkctl upload IMAGE)",
             )),
             Command::Confirm => control::confirm(),
-            Command::Log => Err(String::from("log: not served yet (the console shows the log)")),
+            Command::Log => Ok(super::console::recent_log(LOG_LINES)),
         }
     }
 

@@ -7,6 +7,7 @@ use super::{access, control};
 use alloc::string::String;
 use log::error;
 use spin::Mutex;
+use vmm::maint::command::{self, Command, DebugCommand};
 
 static LINE: Mutex<String> = Mutex::new(String::new());
 
@@ -26,43 +27,70 @@ pub fn input(byte: u8) {
     }
 }
 
-fn run(cmd: &str) {
-    if let Some(why) = access::console_refusal(cmd) {
+fn run(line: &str) {
+    if let Some(why) = access::console_refusal(line) {
         hvprintln!("refused: {}", why);
         return;
     }
-    match cmd {
-        "" => {}
-        "help" => {
-            hvprintln!("commands: help, status (VMs and aging indicators), exits (guest exits by kind since this image started, summed over CPUs), images (the image slots)");
-            hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade (warm reload into the staged image, on trial: 'confirm' within 300 s or it reverts), confirm, rollback (warm reload into the image this one was upgraded from)");
-            hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
-            #[cfg(blink_debug_commands)]
-            hvprintln!("  debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU), debug-rejuvenate-corrupt (development images only)");
-            hvprintln!("  {}", access::describe());
+    // The same parser as the maintenance link's: one spelling of every
+    // command and its options.
+    let cmd = match command::parse(line.as_bytes()) {
+        Ok(Some(cmd)) => cmd,
+        Ok(None) => return,
+        Err(e) => {
+            hvprintln!("{}", e);
+            return;
         }
-        "rejuvenate" => refused(control::rejuvenate()),
-        "upgrade" => refused(control::upgrade(None, None)),
-        "confirm" => match control::confirm() {
+    };
+    match cmd {
+        Command::Help => help(),
+        Command::Rejuvenate => refused(control::rejuvenate()),
+        Command::Upgrade {
+            confirm_after_s,
+            timeout_s,
+        } => refused(control::upgrade(confirm_after_s, timeout_s)),
+        Command::Confirm => match control::confirm() {
             Ok(text) => hvprintln!("{}", text.trim_end()),
             Err(why) => error!("{}", why),
         },
-        "rollback" => refused(control::rollback()),
-        "images" => images(),
-        #[cfg(blink_debug_commands)]
-        "debug-rejuvenate-corrupt" => refused(control::rejuvenate_corrupted()),
-        "reboot" => reboot(),
-        "status" => status(),
-        "exits" => crate::vcpu::stats::print(),
-        #[cfg(blink_debug_commands)]
-        "debug-fault" => debug_fault(),
-        "debug-vm" => debug_vm(),
-        #[cfg(blink_debug_commands)]
-        other if other.starts_with("debug-leak ") => {
-            debug_leak(other["debug-leak ".len()..].trim())
+        Command::Rollback => refused(control::rollback()),
+        Command::Images => images(),
+        Command::Reboot => reboot(),
+        Command::Status { json: false } => status(),
+        Command::Status { json: true } => {
+            hvprintln!("status --json: served by the maintenance link (blinkctl status --json)")
         }
-        other => hvprintln!("unknown command '{}' (try 'help')", other),
+        Command::Exits => crate::vcpu::stats::print(),
+        Command::Log => {
+            for l in super::console::recent_log(20).lines() {
+                hvprintln!("{}", l);
+            }
+        }
+        Command::Upload => {
+            hvprintln!(
+                "upload: the image comes as frames on the maintenance link (blinkctl upload IMAGE)"
+            )
+        }
+        Command::Debug(DebugCommand::Vm) => debug_vm(),
+        #[cfg(blink_debug_commands)]
+        Command::Debug(DebugCommand::RejuvenateCorrupt) => refused(control::rejuvenate_corrupted()),
+        #[cfg(blink_debug_commands)]
+        Command::Debug(DebugCommand::Fault) => debug_fault(),
+        #[cfg(blink_debug_commands)]
+        Command::Debug(DebugCommand::Leak { kib }) => debug_leak(kib),
+        // Not compiled into a production image: as if unknown.
+        #[cfg(not(blink_debug_commands))]
+        Command::Debug(_) => hvprintln!("unknown command '{}' (try 'help')", line),
     }
+}
+
+fn help() {
+    hvprintln!("commands: help, status (VMs and aging indicators), exits (guest exits by kind since this image started, summed over CPUs), images (the image slots), log (the hypervisor's last log lines)");
+    hvprintln!("  rejuvenate (warm reload into a fresh copy of this image: VMs keep running), upgrade [--confirm-after N] [--timeout S] (warm reload into the staged image, on trial: 'confirm' within S s, default 300, or it reverts), confirm, rollback (warm reload into the image this one was upgraded from)");
+    hvprintln!("  reboot (cold reset of the machine: VMs start afresh), debug-vm (each VM's interrupt and UART state, this CPU's list registers and virtual timer: why does a guest wait?)");
+    #[cfg(blink_debug_commands)]
+    hvprintln!("  debug-leak <KiB> (leak hypervisor heap, to see a reload clear it), debug-fault (test the EL2 fault report: stops this CPU), debug-rejuvenate-corrupt (development images only)");
+    hvprintln!("  {}", access::describe());
 }
 
 /// Print a refusal (nothing else to say on success: the verb reports its
@@ -127,11 +155,7 @@ fn reboot() {
 }
 
 #[cfg(blink_debug_commands)]
-fn debug_leak(arg: &str) {
-    let Ok(kib) = arg.parse::<usize>() else {
-        hvprintln!("debug-leak: expected a size in KiB, got '{}'", arg);
-        return;
-    };
+fn debug_leak(kib: usize) {
     match control::leak(kib) {
         Ok(()) => hvprintln!("debug-leak: leaked {} KiB of hypervisor heap", kib),
         Err(why) => hvprintln!("{}", why),
