@@ -229,6 +229,8 @@ struct QemuFigures {
     /// The `upgrade` command's reply text, and the reload's request to
     /// resume / VMs paused, microseconds of counter time.
     upgrade_reply: String,
+    /// The hypervisor's lines the figures were read from, as printed.
+    lines: Vec<String>,
     reload_us: (u64, u64),
 }
 
@@ -310,6 +312,7 @@ fn drive(
     ensure!(status.contains("generation 0"), "blinkctl status: {status}");
     let timing = Regex::new(r"^\[hv\] upload timing at ")?;
     let mut uploads = Vec::new();
+    let mut lines = Vec::new();
     for (slot, compress) in slots.iter().zip([false, true]) {
         let mode = if compress { "LZ4" } else { "raw" };
         eprintln!("bench maint: blinkctl upload ({mode}) ...");
@@ -327,6 +330,7 @@ fn drive(
             .with_context(|| format!("blinkctl upload printed no report: {out}"))?;
         let line = run.expect(&timing, QEMU_TIMEOUT)?;
         let dev = Device::parse(&line).with_context(|| format!("unreadable: {line}"))?;
+        lines.push(line);
         ensure!(
             dev.bytes == tool.bytes,
             "the device timed an upload of {} bytes, blinkctl sent {}",
@@ -342,12 +346,14 @@ fn drive(
         QEMU_TIMEOUT,
     )?;
     let reload_us = parse_reload(&line).with_context(|| format!("unreadable: {line}"))?;
+    lines.push(line);
     let [raw, lz4]: [(Device, ToolReport); 2] = uploads
         .try_into()
         .map_err(|_| anyhow::anyhow!("two uploads expected"))?;
     Ok(QemuFigures {
         uploads: [raw, lz4],
         upgrade_reply,
+        lines,
         reload_us,
     })
 }
@@ -578,6 +584,14 @@ pub fn maint(blinkctl: &Path) -> Result<()> {
         upload_s(1) + upgrade_s,
         upload_s(0) + upgrade_s
     )?;
+
+    writeln!(
+        t,
+        "\nthe hypervisor's lines (raw upload, LZ4 upload, upgrade):"
+    )?;
+    for l in &q.lines {
+        writeln!(t, "  {l}")?;
+    }
 
     writeln!(t, "\nThe same {} B at each rate", bytes.len())?;
     writeln!(t, "{:<36} {:>12} {:>12}", "", "image B/s", "upload s")?;
