@@ -64,9 +64,11 @@ enum Cmd {
     /// Measurements, printed as a table and plotted under target/bench/:
     /// `exits` (cost of an HVC, an emulated MMIO access, a virtual interrupt),
     /// `reload` (warm-reload blackout vs cold reboot, guest RAM 64 MiB .. 2 GiB),
-    /// `linux` (Linux's time to /init bare on QEMU and under blink; exits/s by kind).
+    /// `linux` (Linux's time to /init bare on QEMU and under blink; exits/s by kind),
+    /// `maint` (uploading the hypervisor image at 115200 baud: wire bytes,
+    /// retransmissions at 1% loss, device time; the `upgrade` after it).
     Bench {
-        #[arg(value_parser = ["exits", "reload", "linux"])]
+        #[arg(value_parser = ["exits", "reload", "linux", "maint"])]
         what: String,
         /// `reload` only: 1 CPU, 64 MiB and 2 GiB, icount and wall-clock (a
         /// few minutes instead of the full set; no plot).

@@ -17,10 +17,12 @@
 //! hand.
 use super::slots;
 use crate::arch::aarch64::cache;
+use crate::arch::aarch64::sysreg::counter_freq;
 use crate::board::board;
 use alloc::vec::Vec;
 use log::{error, info};
 use vmm::image_slot::{self, HEADER_SIZE};
+use vmm::maint::device::{Endpoint, Notice};
 use vmm::maint::proto::UploadError;
 use vmm::maint::receiver::{StagingError, StagingSlot};
 use vmm::maint::signed::{self, Policy, TrustedKey};
@@ -162,5 +164,78 @@ impl StagingSlot for UploadArea {
             slot
         );
         Ok(())
+    }
+}
+
+/// The device's processing time of an upload, for `cargo xtask bench
+/// maint`: the maintenance link hands over the counter ticks each input
+/// byte took in `Endpoint::push` (COBS decoding, the frame's CRC-32, for a
+/// Data frame decompression, the copy into the upload area, the read-back
+/// and its running CRC and the Ack; for the Finish frame the SHA-256 of the
+/// whole upload and [`UploadArea::accept`]: signature, image checks, copy
+/// into the staging slot). Not counted: reading the UART's registers,
+/// writing the answers out, interrupt entry. Console text and frames that
+/// are not Data or the completing Finish (Begin, commands) are left out.
+/// Once an upload completes, one line gives the sums.
+struct FrameTiming {
+    /// Ticks of the frame being received, its bytes so far.
+    pending: u64,
+    /// Decoder and receiver counters at the last byte, to see a frame end.
+    seen: (u64, u64, u64),
+    /// The upload being timed (its SHA-256): the sums start over for another.
+    upload: Option<[u8; 32]>,
+    data_frames: u64,
+    data_ticks: u64,
+    max_frame_ticks: u64,
+}
+
+static TIMING: spin::Mutex<FrameTiming> = spin::Mutex::new(FrameTiming {
+    pending: 0,
+    seen: (0, 0, 0),
+    upload: None,
+    data_frames: 0,
+    data_ticks: 0,
+    max_frame_ticks: 0,
+});
+
+/// One input byte took `ticks` in `endpoint.push`, which answered `notice`.
+/// Called on CPU 0 under the link's lock.
+pub fn time_byte(ticks: u64, endpoint: &Endpoint, notice: Option<&Notice>) {
+    let mut t = TIMING.lock();
+    t.pending += ticks;
+    let d = endpoint.decoder_stats();
+    let seen = (
+        d.text_bytes,
+        d.frames + d.errors,
+        endpoint.receiver.stats.data_frames,
+    );
+    let before = core::mem::replace(&mut t.seen, seen);
+    if seen.0 != before.0 {
+        t.pending = 0;
+        return;
+    }
+    if seen.1 == before.1 {
+        return;
+    }
+    let frame = core::mem::take(&mut t.pending);
+    let sha = endpoint.receiver.resume_state().map(|s| s.sha256);
+    if sha != t.upload {
+        t.upload = sha;
+        (t.data_frames, t.data_ticks, t.max_frame_ticks) = (0, 0, 0);
+    }
+    if seen.2 != before.2 {
+        t.data_frames += 1;
+        t.data_ticks += frame;
+        t.max_frame_ticks = t.max_frame_ticks.max(frame);
+    } else if let Some(Notice::UploadComplete(s)) = notice {
+        info!(
+            "upload timing at {} Hz: bytes={} data_frames={} data_ticks={} max_frame_ticks={} finish_ticks={}",
+            counter_freq(),
+            s.total_len,
+            t.data_frames,
+            t.data_ticks,
+            t.max_frame_ticks,
+            frame
+        );
     }
 }

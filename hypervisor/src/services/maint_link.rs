@@ -315,10 +315,13 @@ impl Link {
         };
         // Bad frames are counted by the decoder; a finished upload was
         // checked and staged (or refused) by `UploadArea::accept`, which
-        // logged what it did.
-        let _ = self
+        // logged what it did. Each byte is timed for the upload's
+        // processing time (`upload::time_byte`).
+        let t = counter();
+        let notice = self
             .endpoint
             .push(b, now_ms(), &mut UploadArea, &mut verbs, &mut self.out);
+        upload::time_byte(counter() - t, &self.endpoint, notice.as_ref());
         if !self.out.is_empty() {
             match &mut self.port {
                 Port::Uart(u) => u.write_raw(&self.out),

@@ -15,7 +15,8 @@
 //! - [`auth`]: who may change state (challenge-response, ed25519);
 //! - [`entropy`]: the pool the challenge nonces come from;
 //! - [`trial`]: the rules of a trial upgrade (confirm, health, revert);
-//! - [`device`]: the device's end in one place (bytes in, bytes out).
+//! - [`device`]: the device's end in one place (bytes in, bytes out);
+//! - `sim` (tests, feature `sim`): an upload over a simulated lossy line.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -35,5 +36,7 @@ pub mod trial;
 mod device_tests;
 #[cfg(test)]
 mod receiver_tests;
-#[cfg(test)]
-mod sim;
+/// The simulated lossy line, for the tests and `cargo xtask bench maint`
+/// (feature `sim`).
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;

@@ -4,15 +4,21 @@
 //! is 1/11520 s), so the figures are those of a real line apart from the
 //! device's processing time.
 use super::decoder::{Decoder, Event};
-use super::proto::{Message, UploadError};
-use super::receiver::{MemSlot, Receiver, ResumeState};
-use super::sender::{SendError, Sender, SenderConfig, SenderStats};
+use super::proto::Message;
+#[cfg(test)]
+use super::proto::UploadError;
+#[cfg(test)]
+use super::receiver::ResumeState;
+use super::receiver::{MemSlot, Receiver};
+#[cfg(test)]
+use super::sender::SenderConfig;
+use super::sender::{SendError, Sender, SenderStats};
 use alloc::vec::Vec;
 
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         // xorshift64*: deterministic, good enough to place faults.
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -21,7 +27,7 @@ impl Rng {
     }
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 }
 
@@ -71,8 +77,8 @@ impl Line {
             return;
         }
         if rng.chance(self.faults.corrupt) {
-            let i = rng.next() as usize % bytes.len();
-            bytes[i] ^= 1 + (rng.next() % 255) as u8;
+            let i = rng.next_u64() as usize % bytes.len();
+            bytes[i] ^= 1 + (rng.next_u64() % 255) as u8;
             self.stats.corrupted += 1;
         }
         if rng.chance(self.faults.reorder) {
@@ -161,7 +167,7 @@ pub fn image(len: usize, seed: u64) -> Vec<u8> {
     (0..len)
         .map(|i| {
             if i < len * 3 / 4 {
-                r.next() as u8
+                r.next_u64() as u8
             } else {
                 (i / 512) as u8
             }
@@ -169,12 +175,14 @@ pub fn image(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+#[cfg(test)]
 const ONE_PERCENT: Faults = Faults {
     drop: 0.01,
     corrupt: 0.01,
     reorder: 0.01,
 };
 
+#[cfg(test)]
 fn cfg(chunk: u16) -> SenderConfig {
     SenderConfig {
         chunk_size: chunk,

@@ -3,7 +3,8 @@
 //! virtual counter), never from timing tests.
 //!
 //! One file per benchmark: [`exits`](mod@exits) (`bench exits`),
-//! [`reload`](mod@reload) (`bench reload`), [`linux`] (`bench linux`).
+//! [`reload`](mod@reload) (`bench reload`), [`linux`] (`bench linux`),
+//! [`maint`](mod@maint) (`bench maint`).
 //! This file holds what they share: the SVG charts, and reading the
 //! hypervisor's `exits` line (which the `tests` crate uses too).
 
@@ -13,9 +14,11 @@ use anyhow::{bail, Result};
 
 pub mod exits;
 pub mod linux;
+pub mod maint;
 pub mod reload;
 
 pub use exits::exits;
+pub use maint::maint;
 pub use reload::reload;
 
 /// One reading of the hypervisor's `exits` line.

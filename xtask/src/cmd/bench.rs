@@ -23,6 +23,7 @@ pub fn run(what: &str, quick: bool, board: &str) -> Result<ExitCode> {
         "exits" => xtask::bench::exits()?,
         "reload" => xtask::bench::reload(quick, &machines)?,
         "linux" => xtask::bench::linux::run()?,
+        "maint" => xtask::bench::maint(&super::blinkctl::build()?)?,
         other => bail!("unknown benchmark {other}"),
     }
     Ok(ExitCode::SUCCESS)

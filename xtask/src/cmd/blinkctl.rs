@@ -15,7 +15,7 @@ use xtask::images;
 
 /// `cargo build -p blinkctl` (debug, host) with the cargo that started us;
 /// returns `target/debug/blinkctl`.
-fn build() -> Result<PathBuf> {
+pub fn build() -> Result<PathBuf> {
     let status = images::cargo()
         .args(["build", "--quiet", "-p", "blinkctl"])
         .current_dir(xtask::workspace_root())
