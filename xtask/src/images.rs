@@ -256,28 +256,8 @@ pub fn build() -> Result<BuiltImages> {
 /// Each gets its own target directory so that the builds do not invalidate
 /// each other.
 fn build_variant(root: &Path, objcopy: &Path, v: &Variant) -> Result<()> {
-    let dir = crate::target_dir().join(format!("{}-build", v.tag));
-    let dir_str = dir.to_str().context("target directory path is not UTF-8")?;
-    run_cargo_env(
-        root,
-        &[
-            "build",
-            "-p",
-            "hypervisor",
-            "--target",
-            HV_TARGET,
-            "--release",
-            "--target-dir",
-            dir_str,
-        ],
-        v.envs,
-    )?;
     let bin = images_dir().join(format!("hypervisor-{}.bin", v.tag));
-    objcopy_binary(
-        objcopy,
-        &dir.join(HV_TARGET).join("release").join("hypervisor"),
-        &bin,
-    )?;
+    build_hypervisor_variant(root, objcopy, &format!("{}-build", v.tag), v.envs, &bin)?;
     let image = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     // One slot file per board: the same image, the header naming the board.
     for machine in crate::machine::Machine::ALL {
@@ -294,10 +274,29 @@ fn build_variant(root: &Path, objcopy: &Path, v: &Variant) -> Result<()> {
 /// The production test build (see [`production_image`]), in its own
 /// target directory like [`build_variant`]'s.
 fn build_production(root: &Path, objcopy: &Path) -> Result<PathBuf> {
-    let dir = crate::target_dir().join("production-build");
-    let dir_str = dir.to_str().context("target directory path is not UTF-8")?;
     let key = test_operator_key().with_extension("pub");
     let key_str = key.to_str().context("key path is not UTF-8")?;
+    let bin = production_image();
+    build_hypervisor_variant(
+        root,
+        objcopy,
+        "production-build",
+        &[("BLINK_OPERATOR_KEYS", key_str)],
+        &bin,
+    )?;
+    Ok(bin)
+}
+
+/// The hypervisor built with `envs` in `target/<dir>`, flattened to `bin`.
+fn build_hypervisor_variant(
+    root: &Path,
+    objcopy: &Path,
+    dir: &str,
+    envs: &[(&str, &str)],
+    bin: &Path,
+) -> Result<()> {
+    let dir = crate::target_dir().join(dir);
+    let dir_str = dir.to_str().context("target directory path is not UTF-8")?;
     run_cargo_env(
         root,
         &[
@@ -310,15 +309,13 @@ fn build_production(root: &Path, objcopy: &Path) -> Result<PathBuf> {
             "--target-dir",
             dir_str,
         ],
-        &[("BLINK_OPERATOR_KEYS", key_str)],
+        envs,
     )?;
-    let bin = production_image();
     objcopy_binary(
         objcopy,
         &dir.join(HV_TARGET).join("release").join("hypervisor"),
-        &bin,
-    )?;
-    Ok(bin)
+        bin,
+    )
 }
 
 fn run_cargo(root: &Path, args: &[&str]) -> Result<()> {
