@@ -1,85 +1,146 @@
 //! The hypervisor's recent log lines, for `log` on the maintenance link
-//! and the shell: the newest lines within a byte budget, the oldest
-//! dropped (and counted) first, so that a chatty guest misbehaving cannot
-//! make the hypervisor's log use more than its budget of heap.
-use alloc::collections::VecDeque;
+//! and the shell: a fixed byte ring (in the image's bss, never the heap, so
+//! the log neither counts as heap in use nor fragments it), newest lines
+//! kept, the oldest dropped (and counted) first. Lines are written in
+//! place through `core::fmt::Write` and ended with [`LogRing::end_line`].
 use alloc::string::String;
+use alloc::vec::Vec;
 
-pub struct LogRing {
-    lines: VecDeque<String>,
-    bytes: usize,
-    budget: usize,
-    /// Lines dropped to stay within the budget since the start.
+/// A line longer than this is cut (the rest of it is not kept).
+pub const MAX_LINE: usize = 512;
+
+pub struct LogRing<const N: usize> {
+    buf: [u8; N],
+    /// Index of the oldest byte held.
+    start: usize,
+    /// Bytes held: complete lines, each ending in `\n`, then the line
+    /// being written.
+    len: usize,
+    /// Bytes of the line being written.
+    line_len: usize,
+    /// Lines dropped to make room since the start.
     pub dropped: u64,
 }
 
-impl LogRing {
-    pub const fn new(budget: usize) -> LogRing {
+impl<const N: usize> LogRing<N> {
+    pub const fn new() -> Self {
+        assert!(N > 2 * MAX_LINE, "the ring must hold more than a line");
         LogRing {
-            lines: VecDeque::new(),
-            bytes: 0,
-            budget,
+            buf: [0; N],
+            start: 0,
+            len: 0,
+            line_len: 0,
             dropped: 0,
         }
     }
 
-    /// Keep `line` (cut to the budget if it alone is longer, at a
-    /// character boundary), dropping the oldest lines as needed.
-    pub fn push(&mut self, mut line: String) {
-        if line.len() > self.budget {
-            let mut cut = self.budget;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
+    fn put(&mut self, b: u8) {
+        if self.len == N {
+            self.drop_oldest();
         }
-        while self.bytes + line.len() > self.budget {
-            let Some(old) = self.lines.pop_front() else {
+        self.buf[(self.start + self.len) % N] = b;
+        self.len += 1;
+    }
+
+    /// The oldest complete line goes. There is one: the line being
+    /// written is at most MAX_LINE bytes, less than the ring.
+    fn drop_oldest(&mut self) {
+        while self.len > 0 {
+            let b = self.buf[self.start];
+            self.start = (self.start + 1) % N;
+            self.len -= 1;
+            if b == b'\n' {
                 break;
-            };
-            self.bytes -= old.len();
-            self.dropped += 1;
+            }
         }
-        self.bytes += line.len();
-        self.lines.push_back(line);
+        self.dropped += 1;
     }
 
-    /// The last `n` lines, oldest first.
-    pub fn last(&self, n: usize) -> impl Iterator<Item = &str> {
-        self.lines
-            .iter()
-            .skip(self.lines.len().saturating_sub(n))
-            .map(String::as_str)
+    /// Ends the line being written.
+    pub fn end_line(&mut self) {
+        self.put(b'\n');
+        self.line_len = 0;
     }
 
-    pub fn len(&self) -> usize {
-        self.lines.len()
+    /// Every complete line, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        for i in 0..self.len - self.line_len {
+            match self.buf[(self.start + i) % N] {
+                b'\n' => out.push(String::from_utf8_lossy(&core::mem::take(&mut cur)).into_owned()),
+                b => cur.push(b),
+            }
+        }
+        out
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
+    /// The last `n` complete lines, oldest first.
+    pub fn last(&self, n: usize) -> Vec<String> {
+        let mut all = self.lines();
+        all.drain(..all.len().saturating_sub(n));
+        all
+    }
+}
+
+impl<const N: usize> Default for LogRing<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> core::fmt::Write for LogRing<N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.line_len == MAX_LINE {
+                break;
+            }
+            // One record is one line.
+            self.put(if b == b'\n' { b' ' } else { b });
+            self.line_len += 1;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
-    use alloc::vec::Vec;
+    use core::fmt::Write;
+
+    fn line<const N: usize>(r: &mut LogRing<N>, s: &str) {
+        let _ = r.write_str(s);
+        r.end_line();
+    }
 
     #[test]
-    fn keeps_the_newest_lines_within_the_budget() {
-        let mut r = LogRing::new(10);
-        for l in ["aaaa", "bbbb", "cccc"] {
-            r.push(l.to_string());
+    fn keeps_the_newest_lines_within_its_bytes() {
+        let mut r: LogRing<1100> = LogRing::new();
+        for i in 0..100 {
+            line(&mut r, &alloc::format!("line {i:03} {}", "x".repeat(90)));
         }
-        assert_eq!(r.last(10).collect::<Vec<_>>(), ["bbbb", "cccc"]);
-        assert_eq!(r.dropped, 1);
-        assert_eq!(r.last(1).collect::<Vec<_>>(), ["cccc"]);
-        // A line longer than the budget is cut, and alone.
-        r.push("é".repeat(8));
-        assert_eq!(r.len(), 1);
-        assert_eq!(r.last(5).next().map(str::len), Some(10));
-        assert_eq!(r.dropped, 3);
+        let lines = r.lines();
+        // 100-byte lines in 1100 bytes: the last 10 or 11 are kept.
+        assert!(lines.len() >= 10 && lines.len() <= 11, "{}", lines.len());
+        assert!(lines.last().unwrap().starts_with("line 099 "));
+        assert_eq!(r.dropped as usize + lines.len(), 100);
+        assert_eq!(r.last(2).len(), 2);
+        assert!(r.last(1)[0].starts_with("line 099"));
+        // A line being written is not shown until it ends.
+        let _ = r.write_str("partial");
+        assert!(r.lines().last().unwrap().starts_with("line 099"));
+        r.end_line();
+        assert_eq!(r.lines().last().unwrap(), "partial");
+    }
+
+    #[test]
+    fn long_and_multi_line_records_stay_one_line() {
+        let mut r: LogRing<1100> = LogRing::new();
+        line(&mut r, &"é".repeat(400));
+        line(&mut r, "a\nb");
+        let lines = r.lines();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), MAX_LINE);
+        assert_eq!(lines[1], "a b");
     }
 }

@@ -267,8 +267,10 @@ pub fn poll_input() {
     }
 }
 
-/// The log's recent lines (`log`), since this image started: 16 KiB.
-static RECENT: Mutex<vmm::log_ring::LogRing> = Mutex::new(vmm::log_ring::LogRing::new(16 * 1024));
+/// The log's recent lines (`log`), since this image started: 16 KiB of
+/// bss, none of the heap.
+static RECENT: Mutex<vmm::log_ring::LogRing<{ 16 * 1024 }>> =
+    Mutex::new(vmm::log_ring::LogRing::new());
 
 /// `log`: the last `n` lines the hypervisor logged (seconds since the
 /// machine started, level, message), and how many older ones were dropped.
@@ -276,7 +278,8 @@ pub fn recent_log(n: usize) -> alloc::string::String {
     use core::fmt::Write as _;
     let ring = RECENT.lock();
     let mut out = alloc::string::String::new();
-    let shown = n.min(ring.len());
+    let lines = ring.last(n);
+    let shown = lines.len();
     let _ = writeln!(
         out,
         "log: the last {} lines of this image's log{}",
@@ -287,7 +290,7 @@ pub fn recent_log(n: usize) -> alloc::string::String {
             alloc::string::String::new()
         }
     );
-    for l in ring.last(n) {
+    for l in lines {
         let _ = writeln!(out, "{l}");
     }
     out
@@ -312,11 +315,18 @@ impl log::Log for Logger {
         write_fmt(format_args!("[hv] {}{}\n", tag, r.args()));
         let t = crate::arch::aarch64::sysreg::counter();
         let ms = t / (crate::arch::aarch64::sysreg::counter_freq() / 1000).max(1);
-        let line = alloc::format!("{:>6}.{:03} {}{}", ms / 1000, ms % 1000, tag, r.args());
         // Never waits: a line logged while the ring is being read is only
         // printed.
         if let Some(mut ring) = RECENT.try_lock() {
-            ring.push(line);
+            let _ = write!(
+                ring,
+                "{:>6}.{:03} {}{}",
+                ms / 1000,
+                ms % 1000,
+                tag,
+                r.args()
+            );
+            ring.end_line();
         }
     }
 
