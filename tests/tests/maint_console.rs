@@ -25,9 +25,7 @@ fn blinkctl_shares_the_pi_console() -> anyhow::Result<()> {
     );
     let (n, n1) = (version(), xtask::images::next_version());
     let mut run = start_heartbeat_and_pattern(2, |s| {
-        s.machine = Machine::Raspi4b;
-        s.smp = raspi4b::CPUS;
-        s.mem_mib = raspi4b::MEM_MIB;
+        s.on_raspi4b();
         s.next_image = Some(next);
     })?;
     let on_console =

@@ -159,9 +159,7 @@ fn same_image_stages_the_same_bytes_on_virt() -> anyhow::Result<()> {
 fn warm_reloads_park_secondaries_in_the_pen() -> anyhow::Result<()> {
     require_dtb()?;
     let mut run = start_heartbeat_and_pattern(2, |s| {
-        s.machine = Machine::Raspi4b;
-        s.smp = raspi4b::CPUS;
-        s.mem_mib = raspi4b::MEM_MIB;
+        s.on_raspi4b();
     })?;
     let beat = |l: &str| heartbeat_n("domU0", l);
     let pass = |l: &str| mempattern_pass("domU1", l);
@@ -329,9 +327,7 @@ fn upgrade_and_roll_back() -> anyhow::Result<()> {
         next.display()
     );
     let mut run = start_heartbeat_and_pattern(2, |s| {
-        s.machine = Machine::Raspi4b;
-        s.smp = raspi4b::CPUS;
-        s.mem_mib = raspi4b::MEM_MIB;
+        s.on_raspi4b();
         s.next_image = Some(next);
     })?;
     let (n, n1) = (version(), xtask::images::next_version());

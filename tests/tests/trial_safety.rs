@@ -95,9 +95,7 @@ fn trial_image_fails(machine: Machine, gic: u32, fault: &'static str) -> anyhow:
     let mut sock = None;
     let mut run = start_heartbeat_and_pattern(gic, |s| {
         if machine == Machine::Raspi4b {
-            s.machine = machine;
-            s.smp = raspi4b::CPUS;
-            s.mem_mib = raspi4b::MEM_MIB;
+            s.on_raspi4b();
         } else {
             sock = serial_socket(s, &format!("fault-{fault}-v{gic}")).ok();
         }

@@ -96,6 +96,14 @@ impl Scenario {
         }
     }
 
+    /// Moves a scenario built for `virt` (GICv2) to `raspi4b`: the model's
+    /// fixed CPUs and RAM.
+    pub fn on_raspi4b(&mut self) {
+        self.machine = Machine::Raspi4b;
+        self.smp = raspi4b::CPUS;
+        self.mem_mib = raspi4b::MEM_MIB;
+    }
+
     pub fn smp(mut self, smp: u32) -> Self {
         self.smp = smp;
         self
