@@ -18,12 +18,7 @@ pub fn serial_socket(s: &mut Scenario, tag: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let sock = dir.join(format!("{tag}-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
-    s.extra_args.extend([
-        "-chardev".into(),
-        format!("socket,id=m,path={},server=on,wait=off", sock.display()),
-        "-serial".into(),
-        "chardev:m".into(),
-    ]);
+    s.maint_uart_on_socket(&sock);
     Ok(sock)
 }
 
@@ -71,4 +66,28 @@ pub fn wait_listening(sock: &Path) -> anyhow::Result<()> {
             Err(e) => anyhow::bail!("nothing listens on {}: {e}", sock.display()),
         }
     }
+}
+
+/// After `rejuvenate` on a run of one heartbeat VM (`domU0`) with the link:
+/// the reload's lines in order, the link on again in the new image, and
+/// the heartbeat past `last_beat`, counting without a gap, started once.
+pub fn expect_reload_with_link(run: &mut xtask::QemuRun, last_beat: u64) -> anyhow::Result<()> {
+    use crate::{guest, hv, reload};
+    let beat = |l: &str| guest::heartbeat_n("domU0", l);
+    run.expect(&hv::suspending(1, 1), DEADLINE)?;
+    run.expect(&hv::warm_entry(), DEADLINE)?;
+    run.expect(&link_on(), DEADLINE)?;
+    run.expect(&hv::vm_resumed(0, "domU0"), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 1), DEADLINE)?;
+    crate::wait_beyond(
+        run,
+        DEADLINE,
+        "heartbeat after the reload",
+        beat,
+        last_beat + 1,
+    )?;
+    let beats: Vec<u64> = run.lines().iter().filter_map(|l| beat(l)).collect();
+    reload::check_continuous(run, "heartbeat counter", &beats)?;
+    guest::check_started_once(run, &re("heartbeat: start"), "heartbeat")?;
+    Ok(())
 }

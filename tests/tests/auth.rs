@@ -13,7 +13,9 @@
 //! counter jitter, named weak, and a session still opens. On GICv3 only: the GIC plays no part in any of it, and
 //! CI time is spent once.
 
-use tests::link::{blinkctl, blinkctl_binary, link_on, serial_socket, wait_listening};
+use tests::link::{
+    blinkctl, blinkctl_binary, expect_reload_with_link, link_on, serial_socket, wait_listening,
+};
 use tests::*;
 
 fn beat(line: &str) -> Option<u64> {
@@ -183,21 +185,7 @@ fn production(gic: u32) -> anyhow::Result<()> {
         code == 0 && out.contains("warm reload started"),
         "rejuvenate with the operator key: exit {code}: {err}{out}"
     );
-    run.expect(&hv::suspending(1, 1), DEADLINE)?;
-    run.expect(&hv::warm_entry(), DEADLINE)?;
-    run.expect(&link_on(), DEADLINE)?;
-    run.expect(&hv::vm_resumed(0, "domU0"), DEADLINE)?;
-    run.expect(&hv::reload_report(1, 1), DEADLINE)?;
-    wait_beyond(
-        &mut run,
-        DEADLINE,
-        "heartbeat after the reload",
-        beat,
-        last_beat + 1,
-    )?;
-    let beats: Vec<u64> = run.lines().iter().filter_map(|l| beat(l)).collect();
-    reload::check_continuous(&run, "heartbeat counter", &beats)?;
-    guest::check_started_once(&run, &re("heartbeat: start"), "heartbeat")?;
+    expect_reload_with_link(&mut run, last_beat)?;
 
     // The new image starts without a session.
     let (code, out, err) = blinkctl(&sock, &["rollback"])?;

@@ -12,7 +12,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use tests::link::{blinkctl, blinkctl_binary, link_on, serial_socket, wait_listening};
+use tests::link::{
+    blinkctl, blinkctl_binary, expect_reload_with_link, link_on, serial_socket, wait_listening,
+};
 use tests::*;
 
 fn beat(line: &str) -> Option<u64> {
@@ -113,21 +115,7 @@ fn maint(gic: u32) -> anyhow::Result<()> {
         code == 0 && out.contains("generation 1,"),
         "status right after rejuvenate: exit {code}: {err}{out}"
     );
-    run.expect(&hv::suspending(1, 1), DEADLINE)?;
-    run.expect(&hv::warm_entry(), DEADLINE)?;
-    run.expect(&link_on(), DEADLINE)?;
-    run.expect(&hv::vm_resumed(0, "domU0"), DEADLINE)?;
-    run.expect(&hv::reload_report(1, 1), DEADLINE)?;
-    wait_beyond(
-        &mut run,
-        DEADLINE,
-        "heartbeat after the reload",
-        beat,
-        last_beat + 1,
-    )?;
-    let beats: Vec<u64> = run.lines().iter().filter_map(|l| beat(l)).collect();
-    reload::check_continuous(&run, "heartbeat counter", &beats)?;
-    guest::check_started_once(&run, &re("heartbeat: start"), "heartbeat")?;
+    expect_reload_with_link(&mut run, last_beat)?;
     let (code, out, err) = blinkctl(&sock, &["status"])?;
     check!(
         run,

@@ -283,12 +283,7 @@ fn qemu_run(blinkctl: &Path, slots: [&Path; 2], dir: &Path) -> Result<QemuFigure
     s.icount = true;
     let sock = dir.join(format!("maint-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
-    s.extra_args.extend([
-        "-chardev".into(),
-        format!("socket,id=m,path={},server=on,wait=off", sock.display()),
-        "-serial".into(),
-        "chardev:m".into(),
-    ]);
+    s.maint_uart_on_socket(&sock);
     eprintln!("bench maint: QEMU (icount, 1 CPU, heartbeat guest) ...");
     let mut run = QemuRun::start(&s)?;
     let r = drive(&mut run, blinkctl, slots, &sock);

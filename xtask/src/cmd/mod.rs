@@ -42,14 +42,9 @@ impl ScenarioArgs {
         s.reload_every_ms = self.reload_every;
         if let Some(sock) = &self.maint_socket {
             if s.machine == Machine::Virt {
-                s.extra_args.extend([
-                    "-chardev".to_string(),
-                    format!("socket,id=maint,path={},server=on,wait=off", sock.display()),
-                    "-serial".to_string(),
-                    "chardev:maint".to_string(),
-                ]);
+                s.maint_uart_on_socket(sock);
             } else {
-                eprintln!("xtask: --maint-socket: only qemu-virt has a maintenance UART; ignored");
+                eprintln!("xtask: --maint-socket: only qemu-virt has a maintenance UART (here the link rides on the console); ignored");
             }
         }
         for (i, guest) in self.guests.iter().enumerate() {

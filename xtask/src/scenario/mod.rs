@@ -96,6 +96,18 @@ impl Scenario {
         }
     }
 
+    /// A second serial port (the `virt` maintenance UART, the second PL011)
+    /// on a Unix socket at `sock`, which QEMU serves without waiting for a
+    /// client.
+    pub fn maint_uart_on_socket(&mut self, sock: &std::path::Path) {
+        self.extra_args.extend([
+            "-chardev".into(),
+            format!("socket,id=maint,path={},server=on,wait=off", sock.display()),
+            "-serial".into(),
+            "chardev:maint".into(),
+        ]);
+    }
+
     /// Moves a scenario built for `virt` (GICv2) to `raspi4b`: the model's
     /// fixed CPUs and RAM.
     pub fn on_raspi4b(&mut self) {
