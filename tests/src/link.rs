@@ -91,3 +91,46 @@ pub fn expect_reload_with_link(run: &mut xtask::QemuRun, last_beat: u64) -> anyh
     guest::check_started_once(run, &re("heartbeat: start"), "heartbeat")?;
     Ok(())
 }
+
+/// The development key's secret half (keys/development.secret).
+pub fn dev_key() -> PathBuf {
+    xtask::workspace_root().join("keys/development.secret")
+}
+
+/// `blinkctl sign`s the raw image `raw` into `out` (exit 0 or an error).
+pub fn sign(
+    raw: &Path,
+    key: &Path,
+    label: &str,
+    counter: u32,
+    board: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let counter = counter.to_string();
+    let args = [
+        "sign",
+        "--key",
+        key.to_str().unwrap_or_default(),
+        "--image",
+        raw.to_str().unwrap_or_default(),
+        "--version",
+        "0.2.0",
+        "--security-counter",
+        &counter,
+        "--board",
+        board,
+        "--label",
+        label,
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ];
+    let out = std::process::Command::new(blinkctl_binary()?)
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "blinkctl sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

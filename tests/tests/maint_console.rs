@@ -5,7 +5,7 @@
 //! serial port between itself (the person, and the log it checks) and
 //! blinkctl (`QemuRun::console_socket`).
 
-use tests::link::{blinkctl, blinkctl_binary};
+use tests::link::{blinkctl, blinkctl_binary, dev_key, sign};
 use tests::*;
 use xtask::machine::{raspi4b, Machine};
 
@@ -96,6 +96,119 @@ fn blinkctl_shares_the_pi_console() -> anyhow::Result<()> {
         "status after the revert: exit {code}: {err}{out}"
     );
 
+    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
+    reload::check_continuous(&run, "mempattern passes", &mempattern_passes(&run, "domU1"))?;
+    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
+    reload::check_clean(&run, reload::Since::FirstReload)?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+/// A signed image uploaded over the board's only UART (the console the
+/// guests print on), then upgraded into and confirmed: what a technician
+/// with one cable does in the field. On the Pi, and on `virt` without a
+/// second serial.
+#[test]
+fn upload_over_the_pi_console() -> anyhow::Result<()> {
+    upload_over_the_console(true)
+}
+
+#[test]
+fn upload_over_the_virt_console() -> anyhow::Result<()> {
+    upload_over_the_console(false)
+}
+
+fn upload_over_the_console(pi: bool) -> anyhow::Result<()> {
+    let (board, cpus) = if pi {
+        ("rpi4", raspi4b::CPUS)
+    } else {
+        ("qemu-virt", 2)
+    };
+    if pi {
+        xtask::rpi4_dtb::require()?;
+    }
+    blinkctl_binary()?;
+    let next_raw = xtask::images::images_dir().join("hypervisor-next.bin");
+    anyhow::ensure!(
+        next_raw.is_file(),
+        "{} missing: run `cargo xtask build`",
+        next_raw.display()
+    );
+    let (n, n1) = (version(), xtask::images::next_version());
+    let dir = xtask::target_dir()
+        .join("xtask")
+        .join(format!("console-upload-{board}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let image = dir.join("next-rpi4.slot");
+    sign(&next_raw, &dev_key(), &n1, 5, board, &image)?;
+    let mut run = start_heartbeat_and_pattern(2, |s| {
+        if pi {
+            s.on_raspi4b()
+        }
+    })?;
+    let sock = dir.join("console.sock");
+    run.console_socket(&sock)?;
+    let beat = |l: &str| heartbeat_n("domU0", l);
+
+    let last = last_value(&run, beat);
+    // One frame in flight: with blinkctl's default window (16) the upload
+    // stalls on a console line (known bug, see docs/maintenance.md: part
+    // of a frame reaches the shell as text; a dedicated UART is fine).
+    let (code, out, err) = blinkctl(
+        &sock,
+        &[
+            "upload",
+            "--window",
+            "1",
+            image.to_str().unwrap_or_default(),
+        ],
+    )?;
+    check!(
+        run,
+        code == 0,
+        "upload over the console: exit {code}: {err}{out}"
+    );
+    run.expect(
+        &re(&format!(
+            r"^\[hv\] upload: '{}' \(version 0\.2\.0, security counter 5, development key\) staged in image slot 1$",
+            regex::escape(&n1)
+        )),
+        DEADLINE,
+    )?;
+    // The guests printed on the same line throughout.
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "heartbeat during the upload",
+        beat,
+        last,
+    )?;
+
+    let (code, out, err) = blinkctl(&sock, &["upgrade"])?;
+    check!(run, code == 0, "upgrade: exit {code}: {err}{out}");
+    run.expect(&hv::upgrade_to(&n1, &n), DEADLINE)?;
+    run.expect(&hv::banner_of(&n1, board, cpus), DEADLINE)?;
+    run.expect(&hv::reload_report(1, 2), DEADLINE)?;
+    let (code, out, err) = blinkctl(&sock, &["confirm"])?;
+    check!(
+        run,
+        code == 0 && out.contains("confirm: the image in slot 1 is permanent"),
+        "confirm: exit {code}: {err}{out}"
+    );
+    let (code, out, err) = blinkctl(&sock, &["status"])?;
+    check!(
+        run,
+        code == 0 && out.starts_with(&format!("{n1} on {board}: ")) && !out.contains("trial:"),
+        "status after the confirmation: exit {code}: {err}{out}"
+    );
+    let last = last_value(&run, beat);
+    wait_beyond(
+        &mut run,
+        DEADLINE,
+        "heartbeat after the upgrade",
+        beat,
+        last,
+    )?;
     reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
     reload::check_continuous(&run, "mempattern passes", &mempattern_passes(&run, "domU1"))?;
     guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;

@@ -13,53 +13,13 @@
 use std::path::{Path, PathBuf};
 
 use tests::hv::SlotRole;
-use tests::link::{blinkctl, blinkctl_binary, link_on, serial_socket, wait_listening};
+use tests::link::{
+    blinkctl, blinkctl_binary, dev_key, link_on, serial_socket, sign, wait_listening,
+};
 use tests::*;
 
 fn version() -> String {
     format!("blink {}", env!("CARGO_PKG_VERSION"))
-}
-
-fn dev_key() -> PathBuf {
-    xtask::workspace_root().join("keys/development.secret")
-}
-
-/// `blinkctl sign`s the raw image `raw` into `out` (exit 0 or an error).
-fn sign(
-    raw: &Path,
-    key: &Path,
-    label: &str,
-    counter: u32,
-    board: &str,
-    out: &Path,
-) -> anyhow::Result<()> {
-    let counter = counter.to_string();
-    let args = [
-        "sign",
-        "--key",
-        key.to_str().unwrap_or_default(),
-        "--image",
-        raw.to_str().unwrap_or_default(),
-        "--version",
-        "0.2.0",
-        "--security-counter",
-        &counter,
-        "--board",
-        board,
-        "--label",
-        label,
-        "--out",
-        out.to_str().unwrap_or_default(),
-    ];
-    let out = std::process::Command::new(blinkctl_binary()?)
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "blinkctl sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 /// An upload the device must refuse: blinkctl exits 1 naming `answer`,
@@ -445,7 +405,7 @@ fn linux_upload_upgrade_confirmed() -> anyhow::Result<()> {
     run.expect(&hv::upgrade_to(&n1, &n), DEADLINE)?;
     run.expect(&hv::reload_report(1, 3), DEADLINE)?;
     run.expect(
-        &re(r"^\[hv\] trial: every VM ran for the time asked: this image \(slot 1\) is permanent$"),
+        &re(r"^\[hv\] trial: every VM made progress for the time asked: this image \(slot 1\) is permanent$"),
         DEADLINE,
     )?;
     wait_beyond(

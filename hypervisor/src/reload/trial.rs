@@ -1,6 +1,6 @@
 //! Trial upgrades (MCUboot's test/confirm, without the reboot): `upgrade`
 //! reloads into the staged image *on trial*; `confirm` (or, if asked for,
-//! every VM running for N seconds) makes it permanent; if neither happens
+//! every VM making progress for N seconds) makes it permanent; if neither happens
 //! before the trial's deadline, the trial image reloads back into the
 //! previous one, which resumes the VMs and says why. The rules are
 //! `vmm::maint::trial`; this file keeps the record and acts on verdicts.
@@ -151,7 +151,7 @@ pub fn start(warm: bool) {
         let left = seconds(t.deadline.saturating_sub(counter()));
         match t.confirm_after {
             Some(n) => info!(
-                "trial: this image (slot {}) is on trial: confirmed after {} s of every VM running, or by 'confirm'; reverts to slot {} in {} s otherwise",
+                "trial: this image (slot {}) is on trial: confirmed after {} s of every VM making progress, or by 'confirm'; reverts to slot {} in {} s otherwise",
                 t.trial_slot,
                 seconds(n),
                 t.previous_slot,
@@ -225,8 +225,12 @@ pub fn describe() -> Option<String> {
         left,
         match t.confirm_after {
             Some(n) => alloc::format!(
-                " (confirms itself after {} s of every VM running)",
-                seconds(n)
+                " (confirms itself after {} s of every VM making progress{})",
+                seconds(n),
+                match stalled(counter()) {
+                    s if s.is_empty() => String::new(),
+                    s => alloc::format!("; no progress now: {s}"),
+                }
             ),
             None => String::new(),
         }
@@ -241,6 +245,34 @@ pub fn due() -> u64 {
     }
 }
 
+/// A VM counts as making progress if it runs and showed a sign of life
+/// (`Vm::note_progress`: an exit of its own, or an interrupt it finished)
+/// within this window. Long enough for a tickless idle kernel, which still
+/// wakes for its own timers (Linux idles at ~65 exits/s here, `bench
+/// linux`); a guest spinning with its interrupts masked shows none.
+const PROGRESS_WINDOW_S: u64 = 3;
+
+/// The VMs not making progress at `now`, as "vm 1 'name' (why)", comma
+/// separated; empty if every VM is.
+fn stalled(now: u64) -> String {
+    let since = now.saturating_sub(PROGRESS_WINDOW_S * counter_freq());
+    let mut out = String::new();
+    for vm in machine().vms.iter() {
+        let why = if vm.state() != VmState::Running {
+            String::from("not running")
+        } else if !vm.progressed_since(since) {
+            alloc::format!("no exit or finished interrupt of its own for {PROGRESS_WINDOW_S} s")
+        } else {
+            continue;
+        };
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(&alloc::format!("vm {} '{}' ({})", vm.id, vm.name, why));
+    }
+    out
+}
+
 /// CPU 0, between guest exits: confirm a healthy trial, revert an
 /// unconfirmed one at its deadline.
 pub fn check() {
@@ -253,11 +285,9 @@ pub fn check() {
     let Some(t) = guard.active.as_mut() else {
         return;
     };
-    let running = machine()
-        .vms
-        .iter()
-        .all(|vm| vm.state() == VmState::Running);
-    match t.poll(counter(), running) {
+    let now = counter();
+    let stalled = stalled(now);
+    match t.poll(now, stalled.is_empty()) {
         Verdict::Wait => {}
         Verdict::Confirm => {
             let slot = t.trial_slot;
@@ -265,7 +295,7 @@ pub fn check() {
             drop(guard);
             write_record(None);
             info!(
-                "trial: every VM ran for the time asked: this image (slot {}) is permanent",
+                "trial: every VM made progress for the time asked: this image (slot {}) is permanent",
                 slot
             );
         }
@@ -275,6 +305,9 @@ pub fn check() {
             drop(guard);
             t.reverted = Some(r);
             write_record(Some(&t));
+            if t.confirm_after.is_some() && !stalled.is_empty() {
+                info!("trial: no progress at the deadline: {}", stalled);
+            }
             info!(
                 "trial: {}: reverting to the previous image (slot {})",
                 reason(r),

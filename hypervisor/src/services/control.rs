@@ -76,7 +76,7 @@ pub fn rejuvenate() -> Result<(), Refusal> {
 /// there by an upload, or by the boot loader at a cold boot), on trial:
 /// reverted unless confirmed within `timeout_s` (default
 /// `reload::trial::DEFAULT_TIMEOUT_S`), confirmed by itself after
-/// `confirm_after_s` of every VM running if given.
+/// `confirm_after_s` of every VM making progress, if given.
 pub fn upgrade(confirm_after_s: Option<u32>, timeout_s: Option<u32>) -> Result<(), Refusal> {
     reload::trial::upgrade(confirm_after_s, timeout_s)
 }

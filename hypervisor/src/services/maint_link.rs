@@ -384,7 +384,7 @@ impl Control for Verbs {
                     "upgrade: warm reload into the staged image started, on trial: 'confirm' within {} s or it reverts{}\n",
                     timeout_s.unwrap_or(crate::reload::trial::DEFAULT_TIMEOUT_S),
                     match confirm_after_s {
-                        Some(n) => alloc::format!(" (confirmed by itself after {n} s of every VM running)"),
+                        Some(n) => alloc::format!(" (confirmed by itself after {n} s of every VM making progress)"),
                         None => String::new(),
                     }
                 )

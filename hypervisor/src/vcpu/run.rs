@@ -229,15 +229,20 @@ impl Cpu {
             g.set_vif_control(overflow, st.trap_ack);
             let kind = run_guest(&mut st.regs);
             // Read back what the guest did with them; free finished slots.
+            let mut finished = false;
             {
                 let mut vg = vm.vgic.lock();
                 vg.sync_lrs(v.index, &mut |slot| {
                     let lr = g.read_lr(slot);
                     if lr.state == LrState::Invalid {
                         g.write_lr(slot, vmm::vgic::Lr::default());
+                        finished = true;
                     }
                     lr
                 });
+            }
+            if finished || kind == ExitKind::Sync {
+                vm.note_progress(counter());
             }
             let next = match kind {
                 ExitKind::Sync => handle_sync(vm, v, &mut st),

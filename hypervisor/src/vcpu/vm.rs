@@ -6,7 +6,7 @@ use super::vcpu::Vcpu;
 use crate::arch::aarch64::cache;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use spin::Mutex;
 use vmm::config::{Passthrough, VmConfig};
 use vmm::layout;
@@ -54,6 +54,12 @@ pub struct Vm {
     config: spin::Once<Option<VmConfig>>,
     /// Boots since the hypervisor created it (1 = the first).
     pub boots: AtomicU32,
+    /// Counter time of the VM's last sign of life in this image (0: none
+    /// yet): an exit the guest caused itself (WFI, MMIO, a call, a trapped
+    /// register) or an interrupt it finished handling. Physical interrupts
+    /// taking the CPU away do not count: a guest spinning with its
+    /// interrupts masked shows none (the trial health check, trial.rs).
+    last_progress: AtomicU64,
     /// Kept alive: the hardware walks these tables.
     _stage2: Stage2Tables,
 }
@@ -145,6 +151,7 @@ impl Vm {
             loaded: AtomicUsize::new(0),
             config: spin::Once::new(),
             boots: AtomicU32::new(1),
+            last_progress: AtomicU64::new(0),
             _stage2: s2,
         })
     }
@@ -279,6 +286,19 @@ impl Vm {
         for v in &self.vcpus {
             v.set_off();
         }
+    }
+
+    /// The guest did something itself at counter time `now` (see
+    /// `last_progress`).
+    pub fn note_progress(&self, now: u64) {
+        self.last_progress.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether the guest showed a sign of life at or after counter time
+    /// `since` (in this image).
+    pub fn progressed_since(&self, since: u64) -> bool {
+        let t = self.last_progress.load(Ordering::Relaxed);
+        t != 0 && t >= since
     }
 
     pub fn is_ram(&self, ipa: u64) -> bool {
