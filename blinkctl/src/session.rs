@@ -245,6 +245,10 @@ impl Session {
                     self.send(&buf)?;
                 }
             }
+            // Timed after the send, which blocks while the line (or the
+            // queue in front of a slow device) is full: answers read now
+            // arrived now, not when the loop began.
+            let now = self.now_ms();
             self.pump(|m| tx.on_message(m, now))?;
             progress(tx.acked_bytes());
             if let Some(r) = tx.outcome() {

@@ -151,18 +151,10 @@ fn upload_over_the_console(pi: bool) -> anyhow::Result<()> {
     let beat = |l: &str| heartbeat_n("domU0", l);
 
     let last = last_value(&run, beat);
-    // One frame in flight: with blinkctl's default window (16) the upload
-    // stalls on a console line (known bug, see docs/maintenance.md: part
-    // of a frame reaches the shell as text; a dedicated UART is fine).
-    let (code, out, err) = blinkctl(
-        &sock,
-        &[
-            "upload",
-            "--window",
-            "1",
-            image.to_str().unwrap_or_default(),
-        ],
-    )?;
+    // blinkctl's defaults (16 frames in flight): the console is slower to
+    // take bytes than a UART of its own, so the round trip through the
+    // queue is longer than the configured timeout (the sender adapts).
+    let (code, out, err) = blinkctl(&sock, &["upload", image.to_str().unwrap_or_default()])?;
     check!(
         run,
         code == 0,

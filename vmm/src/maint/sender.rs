@@ -4,8 +4,10 @@
 //! Time is in *ticks* the caller chooses (milliseconds in `blinkctl`, byte
 //! times in the simulated line of the tests), so the logic is tested
 //! without clocks. A chunk is sent again when
-//! - its retransmission timer (`rto` ticks since it was last sent) runs
-//!   out without an acknowledgement, or
+//! - its retransmission timer runs out without an acknowledgement (the
+//!   configured `rto`, or twice the measured round trip if longer,
+//!   doubled after each timeout until a new measurement: see
+//!   [`Sender::rto`]), or
 //! - three chunks sent after it have been acknowledged while it has not
 //!   (it was lost or damaged; waiting for its timer would stall the
 //!   window). Three, not one, so a merely reordered frame is not resent.
@@ -113,6 +115,18 @@ pub struct Sender {
     /// send; 0 = never sent.
     sent_no: Vec<u64>,
     sent_at: Vec<u64>,
+    /// Chunks sent more than once (their acknowledgement says nothing
+    /// about the round trip: Karn's rule).
+    resent: Vec<bool>,
+    /// Smoothed round trip of chunks sent once, from send to
+    /// acknowledgement (None: no sample yet).
+    srtt: Option<u64>,
+    /// Timeouts since the last round-trip sample: each doubles the
+    /// timeout (up to 16x), as TCP does, or a line slower than the
+    /// configured timeout would never yield a sample.
+    backoff: u32,
+    /// Timeouts since the last chunk was acknowledged.
+    timeouts_in_row: u32,
     sends: u64,
     /// Highest send number among acknowledged chunks.
     acked_no: u64,
@@ -171,6 +185,10 @@ impl Sender {
             acked: alloc::vec![false; n],
             sent_no: alloc::vec![0; n],
             sent_at: alloc::vec![0; n],
+            resent: alloc::vec![false; n],
+            srtt: None,
+            backoff: 0,
+            timeouts_in_row: 0,
             sends: 0,
             acked_no: 0,
             unsent: 0,
@@ -231,6 +249,7 @@ impl Sender {
                     return false;
                 };
                 self.sends += 1;
+                self.resent[i as usize] |= self.sent_no[i as usize] != 0;
                 self.sent_no[i as usize] = self.sends;
                 self.sent_at[i as usize] = now;
                 let c = &self.chunks[i as usize];
@@ -274,12 +293,16 @@ impl Sender {
             }
         }
         // The oldest chunk in flight whose timer ran out.
+        let rto = self.rto();
         let timed_out = (self.next..self.unsent).find(|&i| {
             let i = i as usize;
-            !self.acked[i] && now >= self.sent_at[i] + self.cfg.rto
+            !self.acked[i] && now >= self.sent_at[i] + rto
         });
         if let Some(i) = timed_out {
-            if now >= self.last_progress + self.cfg.rto * self.cfg.max_tries as u64 {
+            // Each timeout in a row has doubled the timer: `max_tries` of
+            // them without an acknowledgement in between is a dead line
+            // (about 31 times the timeout), not a slow one.
+            if self.timeouts_in_row >= self.cfg.max_tries {
                 self.phase = Phase::Done(Err(SendError::NoAnswer {
                     what: "acknowledgements",
                 }));
@@ -287,6 +310,8 @@ impl Sender {
             }
             self.stats.retransmissions += 1;
             self.stats.timeouts += 1;
+            self.backoff = (self.backoff + 1).min(4);
+            self.timeouts_in_row += 1;
             return Some(i);
         }
         if self.unsent < self.total_chunks() && self.unsent < self.next + self.cfg.window {
@@ -331,6 +356,7 @@ impl Sender {
                 let n = self.chunks.len();
                 self.acked = alloc::vec![false; n];
                 self.sent_no = alloc::vec![0; n];
+                self.resent = alloc::vec![false; n];
                 self.next = 0;
                 self.unsent = 0;
                 self.acked_no = 0;
@@ -357,12 +383,42 @@ impl Sender {
         }
     }
 
+    /// The retransmission timeout: the configured one, or twice the
+    /// smoothed round trip if that is longer. A line that queues (a
+    /// socket into a slow device, a console shared with text, QEMU under
+    /// `-icount`) holds a whole window for longer than a frame takes on
+    /// the wire; a fixed timeout then resends frames that are only
+    /// waiting, which queues more, until nothing is acknowledged in time.
+    pub fn rto(&self) -> u64 {
+        self.base_rto() << self.backoff
+    }
+
+    /// The smoothed round trip measured so far, in ticks.
+    pub fn srtt(&self) -> Option<u64> {
+        self.srtt
+    }
+
+    fn base_rto(&self) -> u64 {
+        self.cfg
+            .rto
+            .max(self.srtt.map_or(0, |s| s.saturating_mul(2)))
+    }
+
     fn mark(&mut self, i: u32, now: u64) {
         let i = i as usize;
         if i < self.acked.len() && !self.acked[i] {
+            if !self.resent[i] && self.sent_no[i] != 0 {
+                let sample = now.saturating_sub(self.sent_at[i]);
+                self.srtt = Some(match self.srtt {
+                    None => sample,
+                    Some(s) => (7 * s + sample) / 8,
+                });
+                self.backoff = 0;
+            }
             self.acked[i] = true;
             self.acked_no = self.acked_no.max(self.sent_no[i]);
             self.last_progress = now;
+            self.timeouts_in_row = 0;
         }
     }
 

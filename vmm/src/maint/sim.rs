@@ -525,3 +525,55 @@ fn many_seeds_never_stall() {
         assert_eq!(&slot.bytes[..img.len()], &img[..], "seed {seed}");
     }
 }
+
+#[test]
+fn a_retransmission_timeout_shorter_than_the_round_trip_adapts() {
+    // blinkctl's 1 s on a socket is shorter than a round trip through a
+    // queue (a console line, QEMU under -icount). Here the configured
+    // timeout, 1,000 ticks, is a quarter of this line's round trip for an
+    // incompressible 4 KiB chunk (~4,300 ticks). A fixed timeout resends
+    // every such chunk and, once 5 timeouts pass without an
+    // acknowledgement, gives up; the measured round trip takes over after
+    // the first few timeouts (each doubling the timer until a sample).
+    let img = image(400 << 10, 5);
+    let mut slot = MemSlot::new(1 << 20);
+    let mut rx = Receiver::new();
+    let mut tx = Sender::new(
+        &img,
+        SenderConfig {
+            rto: 1000,
+            max_tries: 5,
+            ..cfg(4096)
+        },
+    );
+    let r = run(
+        &mut tx,
+        &mut rx,
+        &mut slot,
+        Faults::default(),
+        1,
+        20_000_000,
+        &mut |_| false,
+    );
+    assert_eq!(
+        r.outcome,
+        Some(Ok(())),
+        "{:?} ticks {} srtt {:?}",
+        r.sender,
+        r.ticks,
+        tx.srtt()
+    );
+    assert_eq!(&slot.bytes[..img.len()], &img[..]);
+    assert!(
+        r.sender.retransmissions <= 4,
+        "{} retransmissions for {} chunks",
+        r.sender.retransmissions,
+        tx.total_chunks()
+    );
+    let srtt = tx.srtt().unwrap_or(0);
+    assert!(
+        srtt > 0 && tx.rto() >= 2 * srtt,
+        "rto {} srtt {srtt}",
+        tx.rto()
+    );
+}
