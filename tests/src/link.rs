@@ -134,3 +134,33 @@ pub fn sign(
     );
     Ok(())
 }
+
+/// `[hv] upload: '<label>' (version 0.2.0, security counter 5, development
+/// key) staged in image slot 1`: an image signed by [`sign`] with counter
+/// 5 arrived whole and checked out.
+pub fn upload_staged(label: &str) -> Regex {
+    re(&format!(
+        r"^\[hv\] upload: '{}' \(version 0\.2\.0, security counter 5, development key\) staged in image slot 1$",
+        regex::escape(label)
+    ))
+}
+
+/// A scratch directory for `tag`, and the next build signed into it
+/// (`next.slot`: security counter 5, for `board`, the development key).
+pub fn signed_next(tag: &str, board: &str) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    blinkctl_binary()?;
+    let next_raw = xtask::images::images_dir().join("hypervisor-next.bin");
+    anyhow::ensure!(
+        next_raw.is_file(),
+        "{} missing: run `cargo xtask build`",
+        next_raw.display()
+    );
+    let dir = xtask::target_dir()
+        .join("xtask")
+        .join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let good = dir.join("next.slot");
+    let n1 = xtask::images::next_version();
+    sign(&next_raw, &dev_key(), &n1, 5, board, &good)?;
+    Ok((dir, next_raw, good))
+}

@@ -183,6 +183,21 @@ pub fn check_clean(run: &QemuRun, since: Since) -> Result<()> {
     }
 }
 
+/// After reloads under [`start_heartbeat_and_pattern`]: the heartbeat
+/// (domU0) and the memory-pattern passes (domU1) counted on without a
+/// gap, the pattern guest started once, and nothing bad was printed from
+/// the first reload on.
+pub fn check_guests_intact(run: &QemuRun) -> Result<()> {
+    check_continuous(run, "heartbeat counter", &crate::heartbeats(run, "domU0"))?;
+    check_continuous(
+        run,
+        "mempattern passes",
+        &crate::mempattern_passes(run, "domU1"),
+    )?;
+    crate::guest::check_started_once(run, &crate::re("mempattern: filled"), "mempattern")?;
+    check_clean(run, Since::FirstReload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

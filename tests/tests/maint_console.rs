@@ -5,7 +5,7 @@
 //! serial port between itself (the person, and the log it checks) and
 //! blinkctl (`QemuRun::console_socket`).
 
-use tests::link::{blinkctl, blinkctl_binary, dev_key, sign};
+use tests::link::{blinkctl, blinkctl_binary, signed_next, upload_staged};
 use tests::*;
 use xtask::machine::{raspi4b, Machine};
 
@@ -96,10 +96,7 @@ fn blinkctl_shares_the_pi_console() -> anyhow::Result<()> {
         "status after the revert: exit {code}: {err}{out}"
     );
 
-    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
-    reload::check_continuous(&run, "mempattern passes", &mempattern_passes(&run, "domU1"))?;
-    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
-    reload::check_clean(&run, reload::Since::FirstReload)?;
+    reload::check_guests_intact(&run)?;
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }
@@ -127,20 +124,8 @@ fn upload_over_the_console(pi: bool) -> anyhow::Result<()> {
     if pi {
         xtask::rpi4_dtb::require()?;
     }
-    blinkctl_binary()?;
-    let next_raw = xtask::images::images_dir().join("hypervisor-next.bin");
-    anyhow::ensure!(
-        next_raw.is_file(),
-        "{} missing: run `cargo xtask build`",
-        next_raw.display()
-    );
     let (n, n1) = (version(), xtask::images::next_version());
-    let dir = xtask::target_dir()
-        .join("xtask")
-        .join(format!("console-upload-{board}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let image = dir.join("next-rpi4.slot");
-    sign(&next_raw, &dev_key(), &n1, 5, board, &image)?;
+    let (dir, _, image) = signed_next(&format!("console-upload-{board}"), board)?;
     let mut run = start_heartbeat_and_pattern(2, |s| {
         if pi {
             s.on_raspi4b()
@@ -160,13 +145,7 @@ fn upload_over_the_console(pi: bool) -> anyhow::Result<()> {
         code == 0,
         "upload over the console: exit {code}: {err}{out}"
     );
-    run.expect(
-        &re(&format!(
-            r"^\[hv\] upload: '{}' \(version 0\.2\.0, security counter 5, development key\) staged in image slot 1$",
-            regex::escape(&n1)
-        )),
-        DEADLINE,
-    )?;
+    run.expect(&upload_staged(&n1), DEADLINE)?;
     // The guests printed on the same line throughout.
     wait_beyond(
         &mut run,
@@ -201,10 +180,7 @@ fn upload_over_the_console(pi: bool) -> anyhow::Result<()> {
         beat,
         last,
     )?;
-    reload::check_continuous(&run, "heartbeat counter", &heartbeats(&run, "domU0"))?;
-    reload::check_continuous(&run, "mempattern passes", &mempattern_passes(&run, "domU1"))?;
-    guest::check_started_once(&run, &re("mempattern: filled"), "mempattern")?;
-    reload::check_clean(&run, reload::Since::FirstReload)?;
+    reload::check_guests_intact(&run)?;
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }
