@@ -2,7 +2,7 @@
 //! confirmed, it reverts by itself at its deadline: the previous image
 //! resumes the VMs, says why, and stages the trial image again. With
 //! `--confirm-after N` it becomes permanent by itself once every VM has
-//! run for N seconds. The heartbeat and the memory-pattern guest count
+//! made progress for N seconds (and not while one VM spins stalled). The heartbeat and the memory-pattern guest count
 //! and verify on through all of it. (The next build is placed in the
 //! staging slot by QEMU's loader, as a boot loader would.)
 
@@ -16,6 +16,31 @@ fn version() -> String {
 
 fn beat(l: &str) -> Option<u64> {
     heartbeat_n("domU0", l)
+}
+
+/// `blinkctl upgrade --confirm-after 2 --revert-after <revert_after>`,
+/// accepted.
+fn upgrade_confirming_after_2(
+    run: &QemuRun,
+    sock: &std::path::Path,
+    revert_after: &str,
+) -> anyhow::Result<()> {
+    let (code, out, err) = blinkctl(
+        sock,
+        &[
+            "upgrade",
+            "--confirm-after",
+            "2",
+            "--revert-after",
+            revert_after,
+        ],
+    )?;
+    check!(
+        run,
+        code == 0 && out.contains("confirmed by itself after 2 s of every VM making progress"),
+        "upgrade --confirm-after 2: exit {code}: {err}{out}"
+    );
+    Ok(())
 }
 
 fn unconfirmed_reverts_then_health_confirms(gic: u32) -> anyhow::Result<()> {
@@ -65,16 +90,8 @@ fn unconfirmed_reverts_then_health_confirms(gic: u32) -> anyhow::Result<()> {
         "images after the revert: {out}"
     );
 
-    // 2. Confirmed by health: every VM running for 2 s.
-    let (code, out, err) = blinkctl(
-        &sock,
-        &["upgrade", "--confirm-after", "2", "--revert-after", "120"],
-    )?;
-    check!(
-        run,
-        code == 0 && out.contains("confirmed by itself after 2 s of every VM making progress"),
-        "upgrade --confirm-after 2: exit {code}: {err}{out}"
-    );
+    // 2. Confirmed by health: every VM making progress for 2 s.
+    upgrade_confirming_after_2(&run, &sock, "120")?;
     run.expect(&hv::reload_report(3, 2), DEADLINE)?;
     run.expect(
         &re(r"^\[hv\] trial: every VM made progress for the time asked: this image \(slot 1\) is permanent$"),
@@ -120,15 +137,7 @@ fn a_stalled_vm_keeps_the_trial_unconfirmed(gic: u32) -> anyhow::Result<()> {
     run.expect(&re(r"^\[domU0\] heartbeat: n=2 "), DEADLINE)?;
     wait_listening(&sock)?;
     let last = last_value(&run, beat);
-    let (code, out, err) = blinkctl(
-        &sock,
-        &["upgrade", "--confirm-after", "2", "--revert-after", "8"],
-    )?;
-    check!(
-        run,
-        code == 0 && out.contains("confirmed by itself after 2 s of every VM making progress"),
-        "upgrade --confirm-after 2: exit {code}: {err}{out}"
-    );
+    upgrade_confirming_after_2(&run, &sock, "8")?;
     run.expect(&hv::banner_of(&n1, "qemu-virt", 2), DEADLINE)?;
     run.expect(&hv::reload_report(1, 2), DEADLINE)?;
     // Past the confirmation time, still on trial, and status says why.

@@ -138,7 +138,6 @@ pub struct Sender {
     tries: u32,
     /// Begins sent again because the device lost track.
     resyncs: u32,
-    last_progress: u64,
     pub stats: SenderStats,
 }
 
@@ -196,7 +195,6 @@ impl Sender {
             control_at: None,
             tries: 0,
             resyncs: 0,
-            last_progress: 0,
             stats: SenderStats::default(),
         }
     }
@@ -316,9 +314,6 @@ impl Sender {
         }
         if self.unsent < self.total_chunks() && self.unsent < self.next + self.cfg.window {
             self.unsent += 1;
-            if self.unsent == 1 {
-                self.last_progress = now;
-            }
             return Some(self.unsent - 1);
         }
         None
@@ -362,7 +357,8 @@ impl Sender {
                 self.acked_no = 0;
                 self.resend.clear();
                 self.apply_ack(&a, now);
-                self.last_progress = now;
+                // The device answered: no timeout so far counts against it.
+                self.timeouts_in_row = 0;
                 self.after_ack();
             }
             (Message::Ack(a), Phase::Data) if a.chunks == self.total_chunks() => {
@@ -417,7 +413,6 @@ impl Sender {
             }
             self.acked[i] = true;
             self.acked_no = self.acked_no.max(self.sent_no[i]);
-            self.last_progress = now;
             self.timeouts_in_row = 0;
         }
     }
